@@ -1,0 +1,1 @@
+"""Domain types with no I/O: generation specs, job records, errors, settings, model routing."""

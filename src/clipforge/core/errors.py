@@ -1,0 +1,55 @@
+"""The one exception tree of clipforge.
+
+ClipforgeError
+ ├── InvalidInput        a request field breaks a rule (api: 400)
+ ├── NotFound            unknown id, or another key's id (api: 404)
+ ├── Conflict            idempotency clash, or an action that the job's state forbids (api: 409)
+ ├── RateLimited         a per-key limit is reached (api: 429, Retry-After)
+ ├── NotReady            no engine can serve the request now (api: 503)
+ ├── Cancelled           raised inside an engine when its job's cancel flag is set
+ └── EngineError         an engine failed; the message is shown to the user
+
+HTTP status codes appear only in the api layer.
+"""
+
+from __future__ import annotations
+
+
+class ClipforgeError(Exception):
+    """Root of every error clipforge raises on purpose."""
+
+
+class InvalidInput(ClipforgeError):
+    def __init__(self, field: str, message: str, rule: str = "invalid") -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+        self.rule = rule
+
+
+class NotFound(ClipforgeError):
+    pass
+
+
+class Conflict(ClipforgeError):
+    pass
+
+
+class RateLimited(ClipforgeError):
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NotReady(ClipforgeError):
+    def __init__(self, message: str, retry_after: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Cancelled(ClipforgeError):
+    pass
+
+
+class EngineError(ClipforgeError):
+    pass

@@ -1,0 +1,66 @@
+"""Model routing: public model ids -> ordered engine names, from a TOML file."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from clipforge.core.errors import InvalidInput
+
+TASKS = ("i2v", "t2v", "any")
+
+
+@dataclass(frozen=True)
+class ModelRoute:
+    id: str
+    engines: tuple[str, ...]
+    task: str = "any"
+
+
+@dataclass(frozen=True)
+class Routing:
+    models: dict[str, ModelRoute]
+    engines: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def route(self, model: str) -> ModelRoute:
+        try:
+            return self.models[model]
+        except KeyError:
+            known = ", ".join(sorted(self.models))
+            raise InvalidInput("model", f"model: unknown model '{model}'; known models: {known}",
+                               "unknown_model") from None
+
+    def engine_config(self, name: str) -> dict[str, Any]:
+        return dict(self.engines.get(name, {}))
+
+    @property
+    def engine_names(self) -> list[str]:
+        names: list[str] = []
+        for route in self.models.values():
+            names += [e for e in route.engines if e not in names]
+        return names
+
+
+def parse_routing(data: dict[str, Any]) -> Routing:
+    models = {}
+    for model_id, entry in data.get("models", {}).items():
+        engines = tuple(entry.get("engines", ()))
+        task = entry.get("task", "any")
+        if not engines:
+            raise ValueError(f"models config: model '{model_id}' lists no engines")
+        if task not in TASKS:
+            raise ValueError(f"models config: model '{model_id}' has task '{task}', expected one of {TASKS}")
+        models[model_id] = ModelRoute(model_id, engines, task)
+    return Routing(models, dict(data.get("engines", {})))
+
+
+def load_routing(path: Path | None = None) -> Routing:
+    """Read a routing TOML file; with no path, the packaged default."""
+    if path is None:
+        text = resources.files("clipforge.config").joinpath("models.toml").read_text()
+    else:
+        text = Path(path).read_text()
+    return parse_routing(tomllib.loads(text))

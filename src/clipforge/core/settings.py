@@ -1,0 +1,79 @@
+"""Settings, built once at the edge (CLI or app factory) and passed down."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "CLIPFORGE_"
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = Path(".clipforge")
+    api_keys: tuple[str, ...] = ()
+    database_url: str | None = None
+    storage_url: str | None = None
+    public_url: str | None = None
+    models_config: Path | None = None
+    allow_private_urls: bool = False
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float = 5.0
+    max_attempts: int = 3
+    retention_seconds: float = 7 * 24 * 3600
+    max_image_bytes: int = 10 * 1024 * 1024
+    fetch_timeout_seconds: float = 15.0
+    poll_retry_after_seconds: int = 2
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'clipforge.db').resolve()}"
+
+    @property
+    def resolved_storage_url(self) -> str:
+        return self.storage_url or f"file://{(self.home / 'media').resolve()}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        kw: dict[str, Any] = {}
+        get = lambda name: env.get(ENV_PREFIX + name)  # noqa: E731
+        if get("HOME"):
+            kw["home"] = Path(get("HOME"))
+        if get("API_KEYS"):
+            kw["api_keys"] = tuple(k.strip() for k in get("API_KEYS").split(",") if k.strip())
+        for name, attr in (("DATABASE_URL", "database_url"), ("STORAGE_URL", "storage_url"),
+                           ("PUBLIC_URL", "public_url")):
+            if get(name):
+                kw[attr] = get(name)
+        if get("MODELS_CONFIG"):
+            kw["models_config"] = Path(get("MODELS_CONFIG"))
+        if get("ALLOW_PRIVATE_URLS"):
+            kw["allow_private_urls"] = _bool(get("ALLOW_PRIVATE_URLS"))
+        if get("RETENTION_HOURS"):
+            kw["retention_seconds"] = float(get("RETENTION_HOURS")) * 3600
+        kw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**kw)
+
+    def with_keys(self) -> Settings:
+        """These settings with at least one API key.
+
+        With no keys configured, a random key is made once and kept in `<home>/api-key`, so a
+        fresh install is never open to anyone who can reach the port.
+        """
+        if self.api_keys:
+            return self
+        path = self.home / "api-key"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            path.write_text("cf-" + secrets.token_urlsafe(24) + "\n")
+            path.chmod(0o600)
+        return replace(self, api_keys=(path.read_text().strip(),))

@@ -1,0 +1,1 @@
+"""Engines: one file per model family behind the small interface in `base`."""

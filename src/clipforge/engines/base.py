@@ -1,0 +1,98 @@
+"""The engine interface: load once, generate with a step callback, unload.
+
+An engine turns an `EngineRequest` into frames and (optionally) audio. It never touches the job
+store, HTTP or files: the worker feeds it decoded images and encodes what it returns.
+Cancellation and progress both flow through `on_step`: an engine calls it after every unit of
+work; it raises `clipforge.core.errors.Cancelled` when the job's cancel flag is set, and the
+engine lets that exception propagate (diffusers engines also set `pipe._interrupt`).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Protocol
+
+from clipforge.core.spec import FPS, GenerationSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+
+class StepCallback(Protocol):
+    def __call__(self, step: int, total: int, stage: str) -> None:
+        """Report that `step` of `total` units of `stage` are done; may raise Cancelled."""
+
+
+def no_progress(step: int, total: int, stage: str) -> None:
+    """A StepCallback that ignores progress and never cancels."""
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ready": self.ready, "reason": self.reason}
+
+
+@dataclass
+class EngineRequest:
+    """One generation, decoded: images are RGB, sizes are the output's."""
+
+    spec: GenerationSpec
+    width: int
+    height: int
+    image: Image.Image | None = None
+    tail_image: Image.Image | None = None
+    fps: int = FPS
+
+    @property
+    def num_frames(self) -> int:
+        return self.spec.duration * self.fps
+
+
+@dataclass
+class EngineOutput:
+    """What an engine made.
+
+    `frames` yields `num_frames` arrays of shape (height, width, 3), dtype uint8, RGB; it may be a
+    lazy iterator so long clips are never held in memory whole. `audio` is float32 in [-1, 1],
+    shape (channels, samples), at `sample_rate`; the encoder resamples it and fits it to the
+    video's length. `audio` is None when the request asked for no audio.
+    """
+
+    frames: Iterable[np.ndarray]
+    num_frames: int
+    width: int
+    height: int
+    fps: int = FPS
+    audio: np.ndarray | None = None
+    sample_rate: int = 48_000
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine(abc.ABC):
+    """Base class of every engine. Subclasses set `name` and take their config in `__init__`."""
+
+    name: ClassVar[str]
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        self.config = dict(config or {})
+
+    @classmethod
+    def readiness(cls, config: dict[str, Any]) -> Readiness:
+        """Whether this engine can run here with this config; cheap (no weights loaded)."""
+        return Readiness(True)
+
+    def load(self) -> None:  # noqa: B027 - optional hook
+        """Load weights; called once before the first generate."""
+
+    @abc.abstractmethod
+    def generate(self, request: EngineRequest, on_step: StepCallback = no_progress) -> EngineOutput:
+        """Make one clip."""
+
+    def unload(self) -> None:  # noqa: B027 - optional hook
+        """Free memory."""

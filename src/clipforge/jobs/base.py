@@ -1,0 +1,118 @@
+"""The job store interface every backend implements, and the factory that picks one."""
+
+from __future__ import annotations
+
+import abc
+import enum
+from typing import Any
+
+from clipforge.core.job import Job, JobStatus
+
+LOST_WORKER_MESSAGE = (
+    "The worker running this generation stopped responding {n} times; giving up. "
+    "Check the worker logs (out of memory is the usual cause) and submit again."
+)
+
+
+class LeaseState(str, enum.Enum):
+    OK = "ok"            # keep going
+    CANCEL = "cancel"    # the owner asked to cancel: stop at the next step
+    LOST = "lost"        # the lease expired and another worker may hold the job: stop, write nothing
+
+
+class JobStore(abc.ABC):
+    """Durable queue and record of generations.
+
+    Claims are exclusive: a queued job goes to exactly one claimer. A claim holds a lease that the
+    worker renews with `heartbeat`; a job whose lease expires goes back to the queue (up to its
+    `max_attempts`, then it fails with a message).
+    """
+
+    # -- submit and read -------------------------------------------------------------------
+    @abc.abstractmethod
+    def create(self, job: Job) -> tuple[Job, bool]:
+        """Insert a job. With an idempotency key already used by the owner, return the earlier
+        job and False (raise Conflict if its request hash differs)."""
+
+    @abc.abstractmethod
+    def get(self, job_id: str, owner: str | None = None) -> Job:
+        """The job; NotFound if unknown or owned by someone else."""
+
+    @abc.abstractmethod
+    def list(self, owner: str, limit: int = 20, after: str | None = None, order: str = "desc",
+             status: JobStatus | None = None) -> list[Job]:
+        """The owner's jobs by creation time, starting after the job id `after`."""
+
+    @abc.abstractmethod
+    def queue_position(self, job: Job) -> int:
+        """How many queued jobs for the same engine are ahead of this one."""
+
+    # -- worker side -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def claim(self, worker_id: str, engines: list[str], lease_seconds: float) -> Job | None:
+        """Take the oldest queued job for one of `engines`, first reclaiming expired leases."""
+
+    @abc.abstractmethod
+    def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float,
+                  progress: int | None = None, stage: str | None = None) -> LeaseState:
+        """Renew the lease and record progress."""
+
+    @abc.abstractmethod
+    def finish(self, job_id: str, worker_id: str, status: JobStatus,
+               outputs: dict[str, Any] | None = None, error: dict[str, Any] | None = None,
+               expires_at: float | None = None) -> bool:
+        """End a claimed job; False if the worker no longer holds it."""
+
+    @abc.abstractmethod
+    def reclaim_expired(self) -> int:
+        """Requeue (or fail, past max_attempts) running jobs whose lease has expired."""
+
+    # -- owner actions ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def cancel(self, job_id: str, owner: str) -> Job:
+        """Cancel a queued job at once, or flag a running one; Conflict if already finished."""
+
+    @abc.abstractmethod
+    def delete(self, job_id: str, owner: str) -> Job:
+        """Remove the record (cancelling first if running). Returns the removed job."""
+
+    @abc.abstractmethod
+    def expire_due(self, now: float) -> list[Job]:
+        """Mark finished jobs past `expires_at` as expired and return them (to delete media)."""
+
+    # -- events (progress stream) ----------------------------------------------------------
+    @abc.abstractmethod
+    def events(self, job_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
+        """Status/progress changes of a job with seq > after_seq, oldest first."""
+
+    # -- workers ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def register_worker(self, worker_id: str, info: dict[str, Any]) -> None:
+        """Insert or refresh a worker's row (its engines and their readiness)."""
+
+    @abc.abstractmethod
+    def remove_worker(self, worker_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def live_workers(self, within_seconds: float) -> list[dict[str, Any]]:
+        """Workers that refreshed their row within the window: `{id, info, seen_at}`."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+def open_store(url: str) -> JobStore:
+    """A store for a database URL: `sqlite:///path`, `memory://`, `postgresql://...`."""
+    if url.startswith("sqlite:///"):
+        from clipforge.jobs.sqlite import SQLiteJobStore
+
+        return SQLiteJobStore(url.removeprefix("sqlite:///"))
+    if url.startswith("memory://"):
+        from clipforge.jobs.memory import MemoryJobStore
+
+        return MemoryJobStore()
+    if url.startswith(("postgresql://", "postgres://")):
+        from clipforge.jobs.postgres import PostgresJobStore
+
+        return PostgresJobStore(url)
+    raise ValueError(f"database URL must start with sqlite:///, postgresql:// or memory://, got {url!r}")

@@ -1,0 +1,175 @@
+"""In-memory job store for unit tests and `clipforge generate`: the same contract, no I/O."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from typing import Any
+
+from clipforge.core.errors import Conflict, NotFound
+from clipforge.core.job import Job, JobStatus
+from clipforge.jobs.base import JobStore, LeaseState
+from clipforge.jobs.rows import lost_worker_error
+
+_CANCELLED = {"name": "Cancelled", "message": "Cancelled by request"}
+
+
+class MemoryJobStore(JobStore):
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._jobs: dict[str, Job] = {}
+        self._events: list[dict[str, Any]] = []
+        self._workers: dict[str, dict[str, Any]] = {}
+
+    def _event(self, job: Job) -> None:
+        self._events.append({"seq": len(self._events) + 1, "job_id": job.id, "ts": time.time(),
+                             "status": job.status.value, "progress": job.progress, "stage": job.stage})
+
+    def _owned(self, job_id: str, owner: str | None) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None or (owner is not None and job.owner != owner):
+            raise NotFound(f"generation '{job_id}' not found")
+        return job
+
+    def create(self, job: Job) -> tuple[Job, bool]:
+        with self._lock:
+            if job.idempotency_key:
+                for earlier in self._jobs.values():
+                    if (earlier.owner, earlier.idempotency_key) == (job.owner, job.idempotency_key):
+                        if earlier.request_hash != job.request_hash:
+                            raise Conflict("Idempotency-Key was already used with a different request body")
+                        return copy.deepcopy(earlier), False
+            self._jobs[job.id] = copy.deepcopy(job)
+            self._event(job)
+            return job, True
+
+    def get(self, job_id: str, owner: str | None = None) -> Job:
+        with self._lock:
+            return copy.deepcopy(self._owned(job_id, owner))
+
+    def list(self, owner: str, limit: int = 20, after: str | None = None, order: str = "desc",
+             status: JobStatus | None = None) -> list[Job]:
+        with self._lock:
+            jobs = sorted((j for j in self._jobs.values() if j.owner == owner),
+                          key=lambda j: (j.created_at, j.id), reverse=(order == "desc"))
+            if status is not None:
+                jobs = [j for j in jobs if j.status == status]
+            if after:
+                anchor = self._owned(after, owner)
+                key = (anchor.created_at, anchor.id)
+                jobs = [j for j in jobs if ((j.created_at, j.id) < key if order == "desc"
+                                            else (j.created_at, j.id) > key)]
+            return [copy.deepcopy(j) for j in jobs[:limit]]
+
+    def queue_position(self, job: Job) -> int:
+        with self._lock:
+            return sum(1 for j in self._jobs.values() if j.status == JobStatus.QUEUED
+                       and j.engine == job.engine and (j.created_at, j.id) < (job.created_at, job.id))
+
+    def claim(self, worker_id: str, engines: list[str], lease_seconds: float) -> Job | None:
+        self.reclaim_expired()
+        with self._lock:
+            queued = [j for j in self._jobs.values() if j.status == JobStatus.QUEUED and j.engine in engines]
+            if not queued:
+                return None
+            job = min(queued, key=lambda j: (j.created_at, j.id))
+            now = time.time()
+            job.status, job.worker_id, job.stage = JobStatus.RUNNING, worker_id, "starting"
+            job.lease_expires_at, job.attempts, job.updated_at = now + lease_seconds, job.attempts + 1, now
+            job.started_at = job.started_at or now
+            self._event(job)
+            return copy.deepcopy(job)
+
+    def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float,
+                  progress: int | None = None, stage: str | None = None) -> LeaseState:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.status != JobStatus.RUNNING or job.worker_id != worker_id:
+                return LeaseState.LOST
+            before = (job.progress, job.stage)
+            job.lease_expires_at = time.time() + lease_seconds
+            if progress is not None:
+                job.progress = max(0, min(100, int(progress)))
+            if stage is not None:
+                job.stage = stage
+            if (job.progress, job.stage) != before:
+                self._event(job)
+            return LeaseState.CANCEL if job.cancel_requested else LeaseState.OK
+
+    def finish(self, job_id: str, worker_id: str, status: JobStatus,
+               outputs: dict[str, Any] | None = None, error: dict[str, Any] | None = None,
+               expires_at: float | None = None) -> bool:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.status != JobStatus.RUNNING or job.worker_id != worker_id:
+                return False
+            job.status, job.outputs, job.error, job.expires_at = status, outputs, error, expires_at
+            job.finished_at = job.updated_at = time.time()
+            job.lease_expires_at, job.stage = None, None
+            if status == JobStatus.COMPLETED:
+                job.progress = 100
+            self._event(job)
+            return True
+
+    def reclaim_expired(self) -> int:
+        now = time.time()
+        with self._lock:
+            stale = [j for j in self._jobs.values() if j.status == JobStatus.RUNNING
+                     and j.lease_expires_at is not None and j.lease_expires_at < now]
+            for job in stale:
+                job.worker_id, job.updated_at = None, now
+                if job.cancel_requested:
+                    job.status, job.error, job.finished_at = JobStatus.CANCELLED, dict(_CANCELLED), now
+                elif job.attempts >= job.max_attempts:
+                    job.status, job.error, job.finished_at = JobStatus.FAILED, lost_worker_error(job.attempts), now
+                else:
+                    job.status, job.progress, job.stage, job.lease_expires_at = JobStatus.QUEUED, 0, None, None
+                self._event(job)
+            return len(stale)
+
+    def cancel(self, job_id: str, owner: str) -> Job:
+        with self._lock:
+            job = self._owned(job_id, owner)
+            if job.terminal:
+                raise Conflict(f"generation '{job_id}' already finished with status '{job.status.value}'; "
+                               "only queued or running generations can be cancelled")
+            if job.status == JobStatus.QUEUED:
+                job.status, job.error, job.finished_at = JobStatus.CANCELLED, dict(_CANCELLED), time.time()
+                self._event(job)
+            else:
+                job.cancel_requested = True
+            return copy.deepcopy(job)
+
+    def delete(self, job_id: str, owner: str) -> Job:
+        with self._lock:
+            job = self._owned(job_id, owner)
+            del self._jobs[job_id]
+            return job
+
+    def expire_due(self, now: float) -> list[Job]:
+        with self._lock:
+            due = [j for j in self._jobs.values() if j.status == JobStatus.COMPLETED
+                   and j.expires_at is not None and j.expires_at <= now]
+            for job in due:
+                job.status = JobStatus.EXPIRED
+                self._event(job)
+            return [copy.deepcopy(j) for j in due]
+
+    def events(self, job_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
+        with self._lock:
+            return [{k: v for k, v in e.items() if k != "job_id"} for e in self._events
+                    if e["job_id"] == job_id and e["seq"] > after_seq]
+
+    def register_worker(self, worker_id: str, info: dict[str, Any]) -> None:
+        with self._lock:
+            self._workers[worker_id] = {"id": worker_id, "info": info, "seen_at": time.time()}
+
+    def remove_worker(self, worker_id: str) -> None:
+        with self._lock:
+            self._workers.pop(worker_id, None)
+
+    def live_workers(self, within_seconds: float) -> list[dict[str, Any]]:
+        cutoff = time.time() - within_seconds
+        with self._lock:
+            return [dict(w) for w in self._workers.values() if w["seen_at"] >= cutoff]

@@ -1,0 +1,46 @@
+"""Mapping between `Job` objects and database rows (shared by the SQL stores)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from clipforge.core.job import Job, JobStatus
+
+COLUMNS = (
+    "id", "owner", "model", "engine", "status", "progress", "stage", "params", "outputs", "error",
+    "attempts", "max_attempts", "worker_id", "lease_expires_at", "cancel_requested", "media_token",
+    "idempotency_key", "request_hash", "webhook", "remixed_from", "created_at", "started_at",
+    "finished_at", "updated_at", "expires_at",
+)
+JSON_COLUMNS = ("params", "outputs", "error", "webhook")
+
+
+def job_to_row(job: Job) -> tuple[Any, ...]:
+    values = []
+    for col in COLUMNS:
+        v = getattr(job, col)
+        if col in JSON_COLUMNS:
+            v = None if v is None else json.dumps(v)
+        elif col == "status":
+            v = v.value
+        elif col == "cancel_requested":
+            v = int(v)
+        values.append(v)
+    return tuple(values)
+
+
+def row_to_job(row: Any) -> Job:
+    d = dict(zip(COLUMNS, row, strict=True))
+    for col in JSON_COLUMNS:
+        if isinstance(d[col], str):
+            d[col] = json.loads(d[col])
+    d["status"] = JobStatus(d["status"])
+    d["cancel_requested"] = bool(d["cancel_requested"])
+    return Job(**d)
+
+
+def lost_worker_error(attempts: int) -> dict[str, str]:
+    from clipforge.jobs.base import LOST_WORKER_MESSAGE
+
+    return {"name": "WorkerLost", "message": LOST_WORKER_MESSAGE.format(n=attempts)}

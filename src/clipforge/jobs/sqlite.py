@@ -1,0 +1,254 @@
+"""SQLite job store (WAL): the embedded default. Safe across processes on one machine."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from clipforge.core.errors import Conflict, NotFound
+from clipforge.core.job import Job, JobStatus
+from clipforge.jobs import migrate
+from clipforge.jobs.base import JobStore, LeaseState
+from clipforge.jobs.rows import COLUMNS, job_to_row, lost_worker_error, row_to_job
+
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM jobs"
+
+
+class SQLiteJobStore(JobStore):
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=30000")
+        self.migrate()
+
+    # -- plumbing --------------------------------------------------------------------------
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the database's write lock up front."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def migrate(self) -> list[str]:
+        with self._tx() as c:
+            c.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                      "name TEXT NOT NULL, applied_at REAL NOT NULL)")
+            applied = {r[0] for r in c.execute("SELECT version FROM schema_migrations")}
+
+            def run(version: int, name: str, sql: str) -> None:
+                for stmt in migrate.split_statements(sql):
+                    c.execute(stmt)
+                c.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, time.time()))
+
+            return migrate.apply_all("sqlite", applied, run)
+
+    @staticmethod
+    def _event(c: sqlite3.Connection, job_id: str, status: str, progress: int, stage: str | None) -> None:
+        c.execute("INSERT INTO job_events (job_id, ts, status, progress, stage) VALUES (?, ?, ?, ?, ?)",
+                  (job_id, time.time(), status, progress, stage))
+
+    @staticmethod
+    def _one(c: sqlite3.Connection, job_id: str) -> Job | None:
+        row = c.execute(f"{_SELECT} WHERE id = ?", (job_id,)).fetchone()
+        return row_to_job(row) if row else None
+
+    # -- submit and read -------------------------------------------------------------------
+    def create(self, job: Job) -> tuple[Job, bool]:
+        with self._tx() as c:
+            if job.idempotency_key:
+                row = c.execute(f"{_SELECT} WHERE owner = ? AND idempotency_key = ?",
+                                (job.owner, job.idempotency_key)).fetchone()
+                if row:
+                    earlier = row_to_job(row)
+                    if earlier.request_hash != job.request_hash:
+                        raise Conflict("Idempotency-Key was already used with a different request body")
+                    return earlier, False
+            c.execute(f"INSERT INTO jobs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                      job_to_row(job))
+            self._event(c, job.id, job.status.value, job.progress, job.stage)
+        return job, True
+
+    def get(self, job_id: str, owner: str | None = None) -> Job:
+        rows = self._read(f"{_SELECT} WHERE id = ?", (job_id,))
+        if not rows or (owner is not None and rows[0][1] != owner):
+            raise NotFound(f"generation '{job_id}' not found")
+        return row_to_job(rows[0])
+
+    def list(self, owner: str, limit: int = 20, after: str | None = None, order: str = "desc",
+             status: JobStatus | None = None) -> list[Job]:
+        op, direction = ("<", "DESC") if order == "desc" else (">", "ASC")
+        sql, args = f"{_SELECT} WHERE owner = ?", [owner]
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status.value)
+        if after:
+            anchor = self.get(after, owner)
+            sql += f" AND (created_at, id) {op} (?, ?)"
+            args += [anchor.created_at, anchor.id]
+        sql += f" ORDER BY created_at {direction}, id {direction} LIMIT ?"
+        args.append(limit)
+        return [row_to_job(r) for r in self._read(sql, tuple(args))]
+
+    def queue_position(self, job: Job) -> int:
+        (n,) = self._read("SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND engine = ? AND "
+                          "(created_at, id) < (?, ?)", (job.engine, job.created_at, job.id))[0]
+        return int(n)
+
+    # -- worker side -----------------------------------------------------------------------
+    def claim(self, worker_id: str, engines: list[str], lease_seconds: float) -> Job | None:
+        if not engines:
+            return None
+        self.reclaim_expired()
+        now = time.time()
+        marks = ", ".join("?" * len(engines))
+        with self._tx() as c:
+            row = c.execute(f"SELECT id FROM jobs WHERE status = 'queued' AND engine IN ({marks}) "
+                            "ORDER BY created_at, id LIMIT 1", tuple(engines)).fetchone()
+            if row is None:
+                return None
+            c.execute("UPDATE jobs SET status = 'running', worker_id = ?, lease_expires_at = ?, "
+                      "attempts = attempts + 1, started_at = COALESCE(started_at, ?), updated_at = ?, "
+                      "stage = 'starting' WHERE id = ?", (worker_id, now + lease_seconds, now, now, row[0]))
+            job = self._one(c, row[0])
+            assert job is not None
+            self._event(c, job.id, job.status.value, job.progress, job.stage)
+            return job
+
+    def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float,
+                  progress: int | None = None, stage: str | None = None) -> LeaseState:
+        now = time.time()
+        with self._tx() as c:
+            job = self._one(c, job_id)
+            if job is None or job.status != JobStatus.RUNNING or job.worker_id != worker_id:
+                return LeaseState.LOST
+            new_progress = job.progress if progress is None else max(0, min(100, int(progress)))
+            new_stage = job.stage if stage is None else stage
+            c.execute("UPDATE jobs SET lease_expires_at = ?, progress = ?, stage = ?, updated_at = ? "
+                      "WHERE id = ?", (now + lease_seconds, new_progress, new_stage, now, job_id))
+            if (new_progress, new_stage) != (job.progress, job.stage):
+                self._event(c, job_id, job.status.value, new_progress, new_stage)
+            return LeaseState.CANCEL if job.cancel_requested else LeaseState.OK
+
+    def finish(self, job_id: str, worker_id: str, status: JobStatus,
+               outputs: dict[str, Any] | None = None, error: dict[str, Any] | None = None,
+               expires_at: float | None = None) -> bool:
+        now = time.time()
+        progress_sql = "100" if status == JobStatus.COMPLETED else "progress"
+        with self._tx() as c:
+            cur = c.execute(
+                f"UPDATE jobs SET status = ?, outputs = ?, error = ?, expires_at = ?, finished_at = ?, "
+                f"updated_at = ?, lease_expires_at = NULL, progress = {progress_sql}, stage = NULL "
+                "WHERE id = ? AND worker_id = ? AND status = 'running'",
+                (status.value, json.dumps(outputs) if outputs is not None else None,
+                 json.dumps(error) if error is not None else None, expires_at, now, now, job_id, worker_id))
+            if cur.rowcount != 1:
+                return False
+            job = self._one(c, job_id)
+            assert job is not None
+            self._event(c, job_id, status.value, job.progress, None)
+            return True
+
+    def reclaim_expired(self) -> int:
+        now = time.time()
+        with self._tx() as c:
+            rows = c.execute("SELECT id, attempts, max_attempts, cancel_requested FROM jobs "
+                             "WHERE status = 'running' AND lease_expires_at < ?", (now,)).fetchall()
+            for job_id, attempts, max_attempts, cancel_requested in rows:
+                if cancel_requested:
+                    c.execute("UPDATE jobs SET status = 'cancelled', worker_id = NULL, finished_at = ?, "
+                              "updated_at = ?, error = ? WHERE id = ?",
+                              (now, now, json.dumps({"name": "Cancelled", "message": "Cancelled by request"}),
+                               job_id))
+                    self._event(c, job_id, "cancelled", 0, None)
+                elif attempts >= max_attempts:
+                    c.execute("UPDATE jobs SET status = 'failed', worker_id = NULL, finished_at = ?, "
+                              "updated_at = ?, error = ? WHERE id = ?",
+                              (now, now, json.dumps(lost_worker_error(attempts)), job_id))
+                    self._event(c, job_id, "failed", 0, None)
+                else:
+                    c.execute("UPDATE jobs SET status = 'queued', worker_id = NULL, lease_expires_at = NULL, "
+                              "progress = 0, stage = NULL, updated_at = ? WHERE id = ?", (now, job_id))
+                    self._event(c, job_id, "queued", 0, None)
+            return len(rows)
+
+    # -- owner actions ---------------------------------------------------------------------
+    def cancel(self, job_id: str, owner: str) -> Job:
+        now = time.time()
+        with self._tx() as c:
+            job = self._one(c, job_id)
+            if job is None or job.owner != owner:
+                raise NotFound(f"generation '{job_id}' not found")
+            if job.terminal:
+                raise Conflict(f"generation '{job_id}' already finished with status '{job.status.value}'; "
+                               "only queued or running generations can be cancelled")
+            if job.status == JobStatus.QUEUED:
+                c.execute("UPDATE jobs SET status = 'cancelled', finished_at = ?, updated_at = ?, error = ? "
+                          "WHERE id = ?", (now, now, json.dumps({"name": "Cancelled",
+                                                                  "message": "Cancelled by request"}), job_id))
+                self._event(c, job_id, "cancelled", job.progress, None)
+            else:
+                c.execute("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?", (now, job_id))
+            return self._one(c, job_id)  # type: ignore[return-value]
+
+    def delete(self, job_id: str, owner: str) -> Job:
+        with self._tx() as c:
+            job = self._one(c, job_id)
+            if job is None or job.owner != owner:
+                raise NotFound(f"generation '{job_id}' not found")
+            c.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            c.execute("DELETE FROM job_events WHERE job_id = ?", (job_id,))
+            return job
+
+    def expire_due(self, now: float) -> list[Job]:
+        with self._tx() as c:
+            rows = c.execute(f"{_SELECT} WHERE status = 'completed' AND expires_at IS NOT NULL "
+                             "AND expires_at <= ?", (now,)).fetchall()
+            jobs = [row_to_job(r) for r in rows]
+            for job in jobs:
+                c.execute("UPDATE jobs SET status = 'expired', updated_at = ? WHERE id = ?", (now, job.id))
+                self._event(c, job.id, "expired", job.progress, None)
+            return jobs
+
+    def events(self, job_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
+        rows = self._read("SELECT seq, ts, status, progress, stage FROM job_events WHERE job_id = ? "
+                          "AND seq > ? ORDER BY seq", (job_id, after_seq))
+        return [dict(zip(("seq", "ts", "status", "progress", "stage"), r, strict=True)) for r in rows]
+
+    # -- workers ---------------------------------------------------------------------------
+    def register_worker(self, worker_id: str, info: dict[str, Any]) -> None:
+        with self._tx() as c:
+            c.execute("INSERT INTO workers (id, info, seen_at) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE "
+                      "SET info = excluded.info, seen_at = excluded.seen_at",
+                      (worker_id, json.dumps(info), time.time()))
+
+    def remove_worker(self, worker_id: str) -> None:
+        with self._tx() as c:
+            c.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+
+    def live_workers(self, within_seconds: float) -> list[dict[str, Any]]:
+        rows = self._read("SELECT id, info, seen_at FROM workers WHERE seen_at >= ?",
+                          (time.time() - within_seconds,))
+        return [{"id": r[0], "info": json.loads(r[1]), "seen_at": r[2]} for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,1 @@
+"""Media with PyAV (FFmpeg's libraries): MP4 encode, probe, decode, thumbnails, spritesheets."""

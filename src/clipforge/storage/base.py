@@ -1,0 +1,48 @@
+"""The artifact store interface and the factory that picks a backend from a URL."""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+
+
+class ArtifactStore(abc.ABC):
+    """Blobs by key (`<token>/output.mp4`). Keys hold unguessable tokens chosen by the caller."""
+
+    @abc.abstractmethod
+    def put_file(self, key: str, path: Path, content_type: str) -> None: ...
+
+    @abc.abstractmethod
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    @abc.abstractmethod
+    def get_bytes(self, key: str) -> bytes:
+        """The blob; FileNotFoundError when absent."""
+
+    @abc.abstractmethod
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every blob under `prefix/`; returns how many."""
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    def local_path(self, key: str) -> Path | None:
+        """A path on this machine for the blob, when the backend has one (for file responses)."""
+        return None
+
+    def presigned_url(self, key: str, expires_in: int) -> str | None:
+        """A direct download URL, when the backend can sign one; else media is served by the api."""
+        return None
+
+
+def open_artifacts(url: str) -> ArtifactStore:
+    """`file:///abs/dir` (local directory) or `s3://bucket/prefix`."""
+    if url.startswith("file://"):
+        from clipforge.storage.local import LocalArtifactStore
+
+        return LocalArtifactStore(Path(url.removeprefix("file://")))
+    if url.startswith("s3://"):
+        from clipforge.storage.s3 import S3ArtifactStore
+
+        return S3ArtifactStore.from_url(url)
+    raise ValueError(f"storage URL must start with file:// or s3://, got {url!r}")
