@@ -64,3 +64,37 @@ def load_routing(path: Path | None = None) -> Routing:
     else:
         text = Path(path).read_text()
     return parse_routing(tomllib.loads(text))
+
+
+WORKER_TTL = 20.0  # seconds: a worker that has not refreshed its row for this long is not live
+
+
+def engine_states(live_workers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per engine: ready on any live worker? and the reasons reported where not."""
+    states: dict[str, dict[str, Any]] = {}
+    for worker in live_workers:
+        for name, state in worker["info"].get("engines", {}).items():
+            entry = states.setdefault(name, {"ready": False, "workers": 0, "reasons": []})
+            if state.get("ready"):
+                entry["ready"] = True
+                entry["workers"] += 1
+            elif state.get("reason") and state["reason"] not in entry["reasons"]:
+                entry["reasons"].append(state["reason"])
+    return states
+
+
+def engine_reason(name: str, states: dict[str, dict[str, Any]]) -> str | None:
+    state = states.get(name)
+    if state is None:
+        return "no live worker serves this engine"
+    if state["ready"]:
+        return None
+    return "; ".join(state["reasons"]) or "not ready"
+
+
+def pick_engine(route: ModelRoute, states: dict[str, dict[str, Any]]) -> str | None:
+    """The first engine in the route that a live worker reports ready."""
+    for name in route.engines:
+        if states.get(name, {}).get("ready"):
+            return name
+    return None

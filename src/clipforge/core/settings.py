@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 ENV_PREFIX = "CLIPFORGE_"
 
@@ -58,6 +59,9 @@ class Settings:
             kw["models_config"] = Path(get("MODELS_CONFIG"))
         if get("ALLOW_PRIVATE_URLS"):
             kw["allow_private_urls"] = _bool(get("ALLOW_PRIVATE_URLS"))
+        if get("LEASE_SECONDS"):
+            kw["lease_seconds"] = float(get("LEASE_SECONDS"))
+            kw["heartbeat_seconds"] = max(0.5, min(5.0, kw["lease_seconds"] / 4))
         if get("RETENTION_HOURS"):
             kw["retention_seconds"] = float(get("RETENTION_HOURS")) * 3600
         kw.update({k: v for k, v in overrides.items() if v is not None})

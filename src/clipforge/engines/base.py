@@ -10,8 +10,9 @@ engine lets that exception propagate (diffusers engines also set `pipe._interrup
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from clipforge.core.spec import FPS, GenerationSpec
 

@@ -1,4 +1,8 @@
-"""Engine names -> classes, imported lazily so that naming an engine never imports torch."""
+"""Engine names -> classes, imported lazily so that naming an engine never imports torch.
+
+Built-in engines are listed here; any other engine is declared in the models TOML with a
+`class = "package.module:ClassName"` key in its `[engines.<name>]` table.
+"""
 
 from __future__ import annotations
 
@@ -10,24 +14,30 @@ from clipforge.engines.base import Engine, Readiness
 BUILTIN_ENGINES: dict[str, str] = {
     "preview": "clipforge.engines.preview:PreviewEngine",
     "ltx2": "clipforge.engines.ltx2:LTX2Engine",
+    "fixed": "clipforge.engines.fixed:FixedEngine",
 }
 
 
-def engine_class(name: str, extra: dict[str, str] | None = None) -> type[Engine]:
-    """The class for an engine name; `extra` maps more names to `module:Class` paths."""
-    table = {**BUILTIN_ENGINES, **(extra or {})}
-    if name not in table:
-        raise ValueError(f"unknown engine '{name}'; known engines: {', '.join(sorted(table))}")
-    module, _, attr = table[name].partition(":")
+def engine_class(name: str, config: dict[str, Any] | None = None) -> type[Engine]:
+    """The class for an engine: the config's `class` if given, else the built-in of that name."""
+    path = (config or {}).get("class") or BUILTIN_ENGINES.get(name)
+    if path is None:
+        raise ValueError(f"unknown engine '{name}'; built-in engines: {', '.join(sorted(BUILTIN_ENGINES))}; "
+                         "others need `class = \"module:Class\"` in their [engines.<name>] table")
+    module, _, attr = path.partition(":")
     return getattr(importlib.import_module(module), attr)
 
 
-def engine_readiness(name: str, config: dict[str, Any], extra: dict[str, str] | None = None) -> Readiness:
+def create_engine(name: str, config: dict[str, Any]) -> Engine:
+    return engine_class(name, config)({k: v for k, v in config.items() if k != "class"})
+
+
+def engine_readiness(name: str, config: dict[str, Any]) -> Readiness:
     try:
-        cls = engine_class(name, extra)
+        cls = engine_class(name, config)
     except Exception as exc:  # an engine module that fails to import is simply not ready
-        return Readiness(False, f"engine '{name}' cannot be imported: {exc}")
+        return Readiness(False, f"engine '{name}' cannot be loaded: {exc}")
     try:
-        return cls.readiness(config)
+        return cls.readiness({k: v for k, v in config.items() if k != "class"})
     except Exception as exc:
         return Readiness(False, f"readiness check failed: {exc}")

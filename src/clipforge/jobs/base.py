@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import time
 from typing import Any
 
 from clipforge.core.job import Job, JobStatus
@@ -14,7 +15,7 @@ LOST_WORKER_MESSAGE = (
 )
 
 
-class LeaseState(str, enum.Enum):
+class LeaseState(enum.StrEnum):
     OK = "ok"            # keep going
     CANCEL = "cancel"    # the owner asked to cancel: stop at the next step
     LOST = "lost"        # the lease expired and another worker may hold the job: stop, write nothing
@@ -23,9 +24,22 @@ class LeaseState(str, enum.Enum):
 class JobStore(abc.ABC):
     """Durable queue and record of generations.
 
-    Claims are exclusive: a queued job goes to exactly one claimer. A claim holds a lease that the
-    worker renews with `heartbeat`; a job whose lease expires goes back to the queue (up to its
-    `max_attempts`, then it fails with a message).
+    The contract every backend keeps (tests/jobs/test_store_contract.py runs it against each):
+
+    - Owners are isolated: `get`, `list`, `cancel` and `delete` with another owner's id raise
+      NotFound, never Conflict, so an id's existence does not leak.
+    - `create` is idempotent per `(owner, idempotency_key)`: the same key and request hash return the
+      earlier job with `created=False`, a different hash raises Conflict, concurrent creators with one
+      key make one job.
+    - Claims are exclusive: a queued job goes to exactly one claimer, oldest first (`created_at`,
+      then id), and only to a claimer that listed the job's engine. A claim holds a lease that the
+      worker renews with `heartbeat`; a job whose lease expires goes back to the queue with its
+      attempt counted (up to `max_attempts`, then it fails with the WorkerLost message).
+    - Cancel is a flag for running jobs (`heartbeat` answers CANCEL; the worker ends the job) and
+      immediate for queued ones; cancelling a finished job raises Conflict.
+    - `heartbeat` answers LOST and `finish` returns False to a worker that no longer holds the job.
+    - Every status or progress change appends an event (`events`), numbered by a store-wide `seq`.
+    - Stores are safe to share between threads; the SQL stores are also safe across processes.
     """
 
     # -- submit and read -------------------------------------------------------------------
@@ -96,6 +110,18 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def live_workers(self, within_seconds: float) -> list[dict[str, Any]]:
         """Workers that refreshed their row within the window: `{id, info, seen_at}`."""
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Block until a job may have become claimable, or `timeout` seconds pass.
+
+        A hint only: callers claim after it returns and may find nothing. This default polls;
+        a store that can be told about new work (PostgreSQL's LISTEN/NOTIFY) wakes at once.
+        """
+        time.sleep(min(timeout, 0.2))
+
+    def migrate(self) -> list[str]:
+        """Apply pending schema migrations; returns their names (empty when up to date)."""
+        return []
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -1,0 +1,42 @@
+"""The app factory: builds every service once, attaches one router per API surface."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from clipforge.api import aiml, system
+from clipforge.api.auth import KeyRing
+from clipforge.api.errors import install_error_handlers
+from clipforge.api.middleware import RequestContext
+from clipforge.api.services import Services
+from clipforge.api.submit import Submitter
+from clipforge.core.routing import Routing, load_routing
+from clipforge.core.settings import Settings
+from clipforge.inputs.fetch import ImageFetcher
+from clipforge.jobs.base import JobStore, open_store
+from clipforge.storage.base import ArtifactStore, open_artifacts
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 32 * 1024 * 1024  # two 10 MB images as base64, with room to spare
+
+
+def create_app(settings: Settings, store: JobStore | None = None, artifacts: ArtifactStore | None = None,
+               routing: Routing | None = None) -> FastAPI:
+    settings = settings.with_keys()
+    store = store or open_store(settings.resolved_database_url)
+    artifacts = artifacts or open_artifacts(settings.resolved_storage_url)
+    routing = routing or load_routing(settings.models_config)
+    fetcher = ImageFetcher(allow_private=settings.allow_private_urls, timeout=settings.fetch_timeout_seconds,
+                           max_bytes=settings.max_image_bytes)
+    app = FastAPI(title="clipforge", version="0.1.0",
+                  description="Self-hosted image-to-video and text-to-video with native audio.")
+    app.state.services = Services(settings, store, artifacts, routing, KeyRing(settings.api_keys),
+                                  Submitter(store, artifacts, routing, settings, fetcher))
+    install_error_handlers(app)
+    for surface in (system, aiml):
+        surface.attach_router(app)
+    app.add_middleware(RequestContext, max_body=MAX_BODY)
+    return app

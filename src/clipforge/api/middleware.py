@@ -1,0 +1,61 @@
+"""Request ids and the body size limit, as plain ASGI middleware."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class RequestContext:
+    """Give every request an id (from `X-Request-Id` or new) and refuse bodies over `max_body`."""
+
+    def __init__(self, app: Callable, max_body: int) -> None:
+        self.app, self.max_body = app, max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        request_id = headers.get(b"x-request-id", b"").decode()[:100] or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        length = headers.get(b"content-length")
+        if length and length.isdigit() and int(length) > self.max_body:
+            return await self._too_large(scope, send, request_id)
+        seen = 0
+
+        async def limited_receive() -> dict[str, Any]:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_body:
+                raise BodyTooLarge()
+            return message
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        except BodyTooLarge:
+            await self._too_large(scope, send, request_id)
+
+    async def _too_large(self, scope: Scope, send: Send, request_id: str) -> None:
+        message = f"body: request body is larger than {self.max_body // (1024 * 1024)} MB"
+        body = json.dumps({"statusCode": 413, "message": message, "path": scope["path"], "requestId": request_id,
+                           "error": {"message": message, "type": "invalid_request_error", "param": "body",
+                                     "code": "too_large"}}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class BodyTooLarge(Exception):
+    pass

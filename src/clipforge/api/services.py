@@ -1,0 +1,42 @@
+"""Everything the handlers share, built once by the app factory and hung on `app.state.services`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from clipforge.api.auth import KeyRing
+from clipforge.api.submit import Submitter
+from clipforge.core.job import Job
+from clipforge.core.routing import Routing
+from clipforge.core.settings import Settings
+from clipforge.jobs.base import JobStore
+from clipforge.storage.base import ArtifactStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: JobStore
+    artifacts: ArtifactStore
+    routing: Routing
+    keys: KeyRing
+    submitter: Submitter
+
+    def media_url(self, request: Request, key: str | None, job: Job) -> str | None:
+        """A URL for an artifact: presigned where the store signs, else served by /media."""
+        if not key:
+            return None
+        if job.expires_at:
+            import time
+
+            signed = self.artifacts.presigned_url(key, max(60, int(job.expires_at - time.time())))
+            if signed:
+                return signed
+        base = (self.settings.public_url or str(request.base_url)).rstrip("/")
+        return f"{base}/media/{key}"
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services

@@ -1,0 +1,105 @@
+"""Turning a parsed request into a queued job: check images, store them, pick an engine, enqueue."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from clipforge.core.errors import InvalidInput, NotReady
+from clipforge.core.job import Job, new_job_id
+from clipforge.core.routing import WORKER_TTL, Routing, engine_reason, engine_states, pick_engine
+from clipforge.core.settings import Settings
+from clipforge.core.spec import GenerationSpec
+from clipforge.inputs.fetch import ImageFetcher, load_image
+from clipforge.inputs.images import CheckedImage, check_image_bytes
+from clipforge.jobs.base import JobStore
+from clipforge.storage.base import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ImageInput:
+    """An input image as it arrived: a reference (URL, data URI, base64) or uploaded bytes."""
+
+    field: str
+    ref: str | None = None
+    data: bytes | None = None
+
+
+@dataclass
+class Submission:
+    owner: str
+    model: str
+    spec: dict[str, Any]
+    image: ImageInput | None = None
+    tail_image: ImageInput | None = None
+    idempotency_key: str | None = None
+    webhook: dict[str, Any] | None = None
+    remixed_from: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def request_hash(self) -> str:
+        """A digest of what was asked, to tell an idempotent retry from a different request."""
+        images = [(i.field, i.ref, hashlib.sha256(i.data).hexdigest() if i.data else None)
+                  for i in (self.image, self.tail_image) if i]
+        blob = json.dumps([self.model, {k: v for k, v in self.spec.items() if k != "seed"},
+                           self.spec.get("seed") if self.spec.get("seed_given") else None, images,
+                           self.webhook], sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class Submitter:
+    def __init__(self, store: JobStore, artifacts: ArtifactStore, routing: Routing, settings: Settings,
+                 fetcher: ImageFetcher) -> None:
+        self.store, self.artifacts, self.routing, self.settings = store, artifacts, routing, settings
+        self.fetcher = fetcher
+
+    def choose_engine(self, model: str, task: str) -> str:
+        route = self.routing.route(model)
+        if route.task != "any" and route.task != task:
+            if route.task == "i2v":
+                raise InvalidInput("image_url", f"image_url: is required by the image-to-video model '{model}'",
+                                   "missing")
+            raise InvalidInput("image_url", f"image_url: the text-to-video model '{model}' takes no image; "
+                               "use an image-to-video model", "unexpected")
+        states = engine_states(self.store.live_workers(WORKER_TTL))
+        engine = pick_engine(route, states)
+        if engine is None:
+            reasons = "; ".join(f"{e}: {engine_reason(e, states)}" for e in route.engines)
+            raise NotReady(f"model '{model}' has no ready engine ({reasons})")
+        return engine
+
+    async def _checked(self, image: ImageInput) -> CheckedImage:
+        if image.data is not None:
+            return check_image_bytes(image.data, image.field, self.settings.max_image_bytes)
+        assert image.ref is not None
+        return await load_image(image.ref, image.field, self.fetcher, self.settings.max_image_bytes)
+
+    async def submit(self, sub: Submission) -> tuple[Job, bool]:
+        """Validate, store inputs and enqueue; returns (job, created)."""
+        engine = self.choose_engine(sub.model, "i2v" if sub.image else "t2v")
+        spec_fields = {k: v for k, v in sub.spec.items() if k != "seed_given"}
+        token = secrets.token_urlsafe(18)
+        for name, image in (("image", sub.image), ("tail_image", sub.tail_image)):
+            if image is None:
+                continue
+            checked = await self._checked(image)
+            key = f"inputs/{token}/{name}.{checked.extension}"
+            self.artifacts.put_bytes(key, checked.data, checked.content_type)
+            spec_fields[name] = key
+        spec = GenerationSpec(**spec_fields)
+        job = Job(id=new_job_id(sub.model), owner=sub.owner, model=sub.model, engine=engine,
+                  params={"spec": spec.to_dict(), "inputs_prefix": f"inputs/{token}", **sub.extra},
+                  max_attempts=self.settings.max_attempts, idempotency_key=sub.idempotency_key,
+                  request_hash=sub.request_hash() if sub.idempotency_key else None,
+                  webhook=sub.webhook, remixed_from=sub.remixed_from)
+        job, created = self.store.create(job)
+        if not created:
+            self.artifacts.delete_prefix(f"inputs/{token}")
+        log.info("job %s: queued for engine %s", job.id, engine)
+        return job, created

@@ -1,0 +1,73 @@
+"""Health, readiness, the model list and media downloads."""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Response
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.exceptions import HTTPException
+
+from clipforge.api.auth import require_key
+from clipforge.api.services import Services, services
+from clipforge.core.routing import WORKER_TTL, engine_reason, engine_states, pick_engine
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(svc: Services = Depends(services)) -> JSONResponse:
+    """Ready when the store answers and at least one model has a ready engine on a live worker."""
+    try:
+        states = engine_states(svc.store.live_workers(WORKER_TTL))
+    except Exception as exc:
+        return JSONResponse({"status": "not ready", "reason": f"job store unreachable: {exc}"}, 503)
+    ready = [m for m, route in svc.routing.models.items() if pick_engine(route, states)]
+    if not ready:
+        return JSONResponse({"status": "not ready", "reason": "no live worker has a ready engine"}, 503,
+                            headers={"Retry-After": "2"})
+    return JSONResponse({"status": "ready", "models": ready})
+
+
+def model_list(svc: Services) -> list[dict[str, Any]]:
+    states = engine_states(svc.store.live_workers(WORKER_TTL))
+    data = []
+    for model_id, route in svc.routing.models.items():
+        engine = pick_engine(route, states)
+        data.append({
+            "id": model_id, "object": "model", "created": 0, "owned_by": "clipforge",
+            "type": "video", "task": route.task, "ready": engine is not None, "engine": engine,
+            "engines": [{"name": e, "ready": states.get(e, {}).get("ready", False),
+                         "workers": states.get(e, {}).get("workers", 0), "reason": engine_reason(e, states)}
+                        for e in route.engines],
+        })
+    return data
+
+
+async def list_models(_: str = Depends(require_key), svc: Services = Depends(services)) -> dict[str, Any]:
+    return {"object": "list", "data": model_list(svc)}
+
+
+@router.get("/media/{key:path}")
+async def media(key: str, svc: Services = Depends(services)) -> Response:
+    """Output media at unguessable URLs (the token in the key is the capability)."""
+    if key.startswith("inputs/") or ".." in key:
+        raise HTTPException(404, "no such media")
+    path = svc.artifacts.local_path(key)
+    if path is None:
+        raise HTTPException(404, "no such media (it may have expired)")
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=content_type, headers={"Cache-Control": "private, max-age=3600"})
+
+
+def attach_router(app: FastAPI) -> None:
+    router.add_api_route("/v1/models", list_models, methods=["GET"])
+    router.add_api_route("/models", list_models, methods=["GET"])
+    app.include_router(router)

@@ -1,0 +1,247 @@
+"""The `clipforge` command: a thin layer over the api, worker, engines and client."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from clipforge.core.errors import ClipforgeError, InvalidInput
+from clipforge.core.settings import Settings
+
+log = logging.getLogger("clipforge")
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def settings_options(fn: Callable) -> Callable:
+    """Options shared by every command that builds Settings; each falls back to an env var."""
+    options = [
+        click.option("--home", envvar="CLIPFORGE_HOME", show_envvar=True, type=click.Path(path_type=Path),
+                     default=Path(".clipforge"), show_default=True, help="Data directory (database, media, key)."),
+        click.option("--api-keys", envvar="CLIPFORGE_API_KEYS", show_envvar=True, default=None,
+                     help="Comma-separated API keys. Unset: a key is made once in <home>/api-key."),
+        click.option("--database-url", envvar="CLIPFORGE_DATABASE_URL", show_envvar=True, default=None,
+                     help="Job store: sqlite:///path or postgresql://... [default: SQLite in <home>]"),
+        click.option("--storage-url", envvar="CLIPFORGE_STORAGE_URL", show_envvar=True, default=None,
+                     help="Artifact store: file:///dir or s3://bucket/prefix [default: <home>/media]"),
+        click.option("--public-url", envvar="CLIPFORGE_PUBLIC_URL", show_envvar=True, default=None,
+                     help="Base URL for absolute media links [default: the request's own base URL]."),
+        click.option("--models-config", envvar="CLIPFORGE_MODELS_CONFIG", show_envvar=True, default=None,
+                     type=click.Path(path_type=Path, exists=True, dir_okay=False),
+                     help="TOML file routing model ids to engines [default: the packaged models.toml]."),
+        click.option("--allow-private-urls/--no-allow-private-urls", envvar="CLIPFORGE_ALLOW_PRIVATE_URLS",
+                     show_envvar=True, default=False,
+                     help="Let image and webhook URLs reach loopback/private hosts (local development only)."),
+        click.option("--lease-seconds", envvar="CLIPFORGE_LEASE_SECONDS", show_envvar=True, type=float,
+                     default=30.0, show_default=True,
+                     help="A running job whose worker is silent this long is retried by another."),
+        click.option("--retention-hours", envvar="CLIPFORGE_RETENTION_HOURS", show_envvar=True, type=float,
+                     default=168.0, show_default=True, help="Outputs are deleted this long after completion."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def build_settings(home: Path, api_keys: str | None, database_url: str | None, storage_url: str | None,
+                   public_url: str | None, models_config: Path | None, allow_private_urls: bool,
+                   lease_seconds: float, retention_hours: float, **_: Any) -> Settings:
+    keys = tuple(k.strip() for k in (api_keys or "").split(",") if k.strip())
+    return Settings(home=home, api_keys=keys, database_url=database_url, storage_url=storage_url,
+                    public_url=public_url, models_config=models_config, allow_private_urls=allow_private_urls,
+                    lease_seconds=lease_seconds, heartbeat_seconds=max(0.5, min(5.0, lease_seconds / 4)),
+                    retention_seconds=retention_hours * 3600)
+
+
+def fail(message: str) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(1)
+
+
+class Group(click.Group):
+    """Turns clipforge's own errors into one `Error: ...` line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except InvalidInput as exc:
+            fail(exc.message)
+        except ClipforgeError as exc:
+            fail(str(exc))
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option("0.1.0", prog_name="clipforge")
+def main() -> None:
+    """clipforge: self-hosted image-to-video and text-to-video with native audio."""
+
+
+# -- serve / worker -----------------------------------------------------------------------------
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies (an embedded worker must not outlive serve)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def run_worker(settings: Settings, engines: list[str] | None = None, embedded: bool = False) -> None:
+    from clipforge.core.routing import load_routing
+    from clipforge.jobs.base import open_store
+    from clipforge.storage.base import open_artifacts
+    from clipforge.worker.loop import Worker
+
+    if embedded:
+        _die_with_parent()
+    configure_logging()
+    store = open_store(settings.resolved_database_url)
+    worker = Worker(store, open_artifacts(settings.resolved_storage_url), load_routing(settings.models_config),
+                    settings, engines=engines)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop_event.set())
+    for name, state in worker.check_engines().items():
+        log.info("engine %s: %s", name, "ready" if state.ready else f"not ready ({state.reason})")
+    worker.run_forever()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(0),
+              help="Embedded worker processes (0: api only, for a fleet with separate workers).")
+@settings_options
+def serve(host: str, port: int, workers: int, **options: Any) -> None:
+    """Run the HTTP api with N embedded workers (child processes)."""
+    import uvicorn
+
+    from clipforge.api.app import create_app
+
+    configure_logging()
+    settings = build_settings(**options).with_keys()
+    if not options.get("api_keys"):
+        log.info("API key (from %s): %s", settings.home / "api-key", settings.api_keys[0])
+    app = create_app(settings)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=run_worker, args=(settings, None, True), name=f"worker-{i}")
+             for i in range(workers)]
+    for proc in procs:
+        proc.start()
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.join(timeout=30)
+
+
+@main.command()
+@click.option("--engines", default=None, help="Comma-separated engines to serve [default: all routed ones].")
+@settings_options
+def worker(engines: str | None, **options: Any) -> None:
+    """Run one worker process (one per GPU in a fleet)."""
+    names = [e.strip() for e in engines.split(",") if e.strip()] if engines else None
+    run_worker(build_settings(**options), names)
+
+
+# -- models ----------------------------------------------------------------------------------------
+@main.command()
+@click.option("--models-config", envvar="CLIPFORGE_MODELS_CONFIG", show_envvar=True, default=None,
+              type=click.Path(path_type=Path, exists=True, dir_okay=False), help="Routing TOML file.")
+def models(models_config: Path | None) -> None:
+    """List model ids, their engines, and whether each engine is ready on this machine."""
+    from clipforge.core.routing import load_routing
+    from clipforge.engines.registry import engine_readiness
+
+    routing = load_routing(models_config)
+    states = {n: engine_readiness(n, routing.engine_config(n)) for n in routing.engine_names}
+    for model_id, route in routing.models.items():
+        click.echo(f"{model_id}  ({route.task})")
+        for name in route.engines:
+            s = states[name]
+            click.echo(f"    {name:10s} {'ready' if s.ready else 'not ready: ' + (s.reason or '')}")
+
+
+# -- generate (in-process) -----------------------------------------------------------------------
+def _read_image(path: Path | None, field: str) -> Any:
+    if path is None:
+        return None
+    from clipforge.inputs.images import check_image_bytes, decode_image
+
+    if not path.is_file():
+        raise InvalidInput(field, f"{field}: no such file: {path}", "missing")
+    checked = check_image_bytes(path.read_bytes(), field)
+    return decode_image(checked.data)
+
+
+@main.command()
+@click.option("--prompt", required=True, help="What the clip shows (and sounds like).")
+@click.option("--image", type=click.Path(path_type=Path), default=None, help="First frame (image-to-video).")
+@click.option("--tail-image", type=click.Path(path_type=Path), default=None, help="Last frame (needs --image).")
+@click.option("--duration", type=click.Choice(["5", "10"]), default="5", show_default=True, help="Seconds.")
+@click.option("--aspect-ratio", type=click.Choice(["16:9", "9:16", "1:1"]), default=None,
+              help="Text-to-video frame shape [default: 16:9; image-to-video follows the image].")
+@click.option("--negative-prompt", default=None, help="What to avoid.")
+@click.option("--cfg-scale", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="How closely to follow the prompt.")
+@click.option("--no-audio", is_flag=True, help="Make a silent clip (no audio stream).")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Random seed.")
+@click.option("--engine", default="preview", show_default=True, help="Engine to run in this process.")
+@click.option("--models-config", envvar="CLIPFORGE_MODELS_CONFIG", show_envvar=True, default=None,
+              type=click.Path(path_type=Path, exists=True, dir_okay=False), help="Routing TOML (engine settings).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("out.mp4"), show_default=True,
+              help="Where to write the MP4.")
+def generate(prompt: str, image: Path | None, tail_image: Path | None, duration: str, aspect_ratio: str | None,
+             negative_prompt: str | None, cfg_scale: float, no_audio: bool, seed: int, engine: str,
+             models_config: Path | None, output: Path) -> None:
+    """Generate one clip in this process (no server), with a progress bar."""
+    from tqdm import tqdm
+
+    from clipforge.core.routing import load_routing
+    from clipforge.core.spec import GenerationSpec, output_size
+    from clipforge.engines.base import EngineRequest
+    from clipforge.engines.registry import create_engine, engine_readiness
+    from clipforge.worker.runner import encode_output
+
+    if tail_image and not image:
+        raise InvalidInput("--tail-image", "--tail-image: needs --image as well (the first frame)", "missing")
+    routing = load_routing(models_config)
+    config = routing.engine_config(engine)
+    state = engine_readiness(engine, config)
+    if not state.ready:
+        raise ClipforgeError(f"engine '{engine}' is not ready: {state.reason}")
+    first, last = _read_image(image, "--image"), _read_image(tail_image, "--tail-image")
+    spec = GenerationSpec(prompt=prompt, duration=int(duration), aspect_ratio=aspect_ratio,
+                          negative_prompt=negative_prompt, cfg_scale=cfg_scale, generate_audio=not no_audio,
+                          seed=seed, image="<file>" if first else None)
+    width, height = output_size(spec, first.size if first else None)
+    request = EngineRequest(spec, width, height, image=first, tail_image=last)
+    eng = create_engine(engine, config)
+    eng.load()
+    with tqdm(total=100, unit="%", desc="generating", bar_format="{l_bar}{bar}| {n:.0f}/100 [{elapsed}]") as bar:
+        def on_step(step: int, total: int, stage: str) -> None:
+            bar.set_description(stage)
+            bar.update(max(0.0, 100 * step / max(total, 1) - bar.n))
+
+        out = eng.generate(request, on_step)
+        result = encode_output(out, output, None)
+        bar.update(100 - bar.n)
+    audio = "with audio" if result.has_audio else "no audio"
+    click.echo(f"wrote {output} ({result.width}x{result.height}, {result.duration:.1f} s, {audio})")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,91 @@
+"""The worker process loop: register, claim, run, repeat; expire old outputs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+
+from clipforge.core.routing import Routing
+from clipforge.core.settings import Settings
+from clipforge.engines.base import Readiness
+from clipforge.engines.registry import engine_readiness
+from clipforge.jobs.base import JobStore
+from clipforge.storage.base import ArtifactStore
+from clipforge.worker.runner import JobRunner
+
+log = logging.getLogger(__name__)
+
+REGISTER_EVERY = 5.0
+EXPIRE_EVERY = 60.0
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """Claims jobs for the engines that are ready here and runs them one at a time."""
+
+    def __init__(self, store: JobStore, artifacts: ArtifactStore, routing: Routing, settings: Settings,
+                 engines: list[str] | None = None, worker_id: str | None = None,
+                 runner: JobRunner | None = None) -> None:
+        self.store, self.artifacts, self.routing, self.settings = store, artifacts, routing, settings
+        self.worker_id = worker_id or new_worker_id()
+        self.runner = runner or JobRunner(store, artifacts, routing, settings)
+        self.engine_names = engines or routing.engine_names
+        self.readiness: dict[str, Readiness] = {}
+        self.stop_event = threading.Event()
+        self._registered_at = self._expired_at = 0.0
+
+    def check_engines(self) -> dict[str, Readiness]:
+        self.readiness = {n: engine_readiness(n, self.routing.engine_config(n)) for n in self.engine_names}
+        return self.readiness
+
+    @property
+    def ready_engines(self) -> list[str]:
+        return [n for n, r in self.readiness.items() if r.ready]
+
+    def register(self) -> None:
+        info = {"engines": {n: r.as_dict() for n, r in self.readiness.items()},
+                "host": socket.gethostname(), "pid": os.getpid()}
+        self.store.register_worker(self.worker_id, info)
+        self._registered_at = time.monotonic()
+
+    def run_once(self) -> bool:
+        """Claim and run one job; False when the queue had nothing for us."""
+        job = self.store.claim(self.worker_id, self.ready_engines, self.settings.lease_seconds)
+        if job is None:
+            return False
+        log.info("job %s: claimed (engine %s, attempt %d)", job.id, job.engine, job.attempts)
+        status = self.runner.run(job, self.worker_id)
+        log.info("job %s: %s", job.id, status.value if status else "abandoned")
+        return True
+
+    def expire_outputs(self) -> int:
+        expired = self.store.expire_due(time.time())
+        for job in expired:
+            self.artifacts.delete_prefix(job.media_token)
+        self._expired_at = time.monotonic()
+        return len(expired)
+
+    def run_forever(self) -> None:
+        if not self.readiness:
+            self.check_engines()
+        log.info("worker %s: engines ready: %s", self.worker_id, ", ".join(self.ready_engines) or "none")
+        try:
+            while not self.stop_event.is_set():
+                now = time.monotonic()
+                if now - self._registered_at >= REGISTER_EVERY:
+                    self.register()
+                if now - self._expired_at >= EXPIRE_EVERY:
+                    self.expire_outputs()
+                if not self.run_once():
+                    self.store.wait_for_work(0.5) if hasattr(self.store, "wait_for_work") else time.sleep(0.2)
+        finally:
+            self.store.remove_worker(self.worker_id)
+            self.runner.unload()
+

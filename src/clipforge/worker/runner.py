@@ -1,0 +1,140 @@
+"""Run one claimed job: decode inputs, run the engine, encode, store artifacts, finish."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clipforge.core.errors import Cancelled, ClipforgeError, InvalidInput
+from clipforge.core.job import Job, JobStatus
+from clipforge.core.routing import Routing
+from clipforge.core.settings import Settings
+from clipforge.core.spec import GenerationSpec, output_size
+from clipforge.engines.base import Engine, EngineOutput, EngineRequest
+from clipforge.engines.registry import create_engine
+from clipforge.inputs.images import decode_image
+from clipforge.jobs.base import JobStore
+from clipforge.media.encode import EncodeResult, encode_mp4
+from clipforge.media.stills import jpeg_bytes, spritesheet
+from clipforge.storage.base import ArtifactStore
+from clipforge.worker.progress import JobProgress, LeaseLost
+
+log = logging.getLogger(__name__)
+
+CANCELLED_ERROR = {"name": "Cancelled", "message": "Cancelled by request"}
+
+
+@dataclass(frozen=True)
+class MediaKeys:
+    video: str
+    thumbnail: str
+    spritesheet: str
+
+    @classmethod
+    def for_token(cls, token: str) -> MediaKeys:
+        return cls(f"{token}/output.mp4", f"{token}/thumbnail.jpg", f"{token}/spritesheet.jpg")
+
+
+def build_request(spec: GenerationSpec, artifacts: ArtifactStore) -> EngineRequest:
+    """Decode the stored input images and work out the output size."""
+    image = decode_image(artifacts.get_bytes(spec.image)) if spec.image else None
+    tail = decode_image(artifacts.get_bytes(spec.tail_image)) if spec.tail_image else None
+    width, height = output_size(spec, image.size if image is not None else None)
+    return EngineRequest(spec=spec, width=width, height=height, image=image, tail_image=tail)
+
+
+def encode_output(output: EngineOutput, path: Path, progress: JobProgress | None = None) -> EncodeResult:
+    def on_frame(i: int, n: int) -> None:
+        if progress is not None:
+            progress.step(i, n, progress.stage if progress.stage != "starting" else "encoding")
+
+    return encode_mp4(path, output.frames, num_frames=output.num_frames, width=output.width,
+                      height=output.height, fps=output.fps, audio=output.audio,
+                      sample_rate=output.sample_rate, on_frame=on_frame)
+
+
+class JobRunner:
+    """Everything a worker needs to run jobs: engines (loaded once), stores, settings."""
+
+    def __init__(self, store: JobStore, artifacts: ArtifactStore, routing: Routing, settings: Settings,
+                 engine_factory: Callable[[str], Engine] | None = None) -> None:
+        self.store, self.artifacts, self.routing, self.settings = store, artifacts, routing, settings
+        self._factory = engine_factory
+        self._engines: dict[str, Engine] = {}
+
+    def engine(self, name: str) -> Engine:
+        if name not in self._engines:
+            if self._factory is not None:
+                engine = self._factory(name)
+            else:
+                engine = create_engine(name, self.routing.engine_config(name))
+            engine.load()
+            self._engines[name] = engine
+        return self._engines[name]
+
+    def run(self, job: Job, worker_id: str) -> JobStatus | None:
+        """Run a claimed job to a terminal state; None if the lease was lost (nothing written)."""
+        started = time.monotonic()
+        with JobProgress(self.store, job.id, worker_id, self.settings.lease_seconds,
+                         self.settings.heartbeat_seconds) as progress:
+            try:
+                outputs = self._produce(job, progress)
+            except LeaseLost:
+                log.warning("job %s: lease lost; leaving it to its new worker", job.id)
+                return None
+            except Cancelled:
+                self.store.finish(job.id, worker_id, JobStatus.CANCELLED, error=dict(CANCELLED_ERROR))
+                return JobStatus.CANCELLED
+            except Exception as exc:  # every failure ends the job with a message a person can act on
+                error = failure_message(exc)
+                log.exception("job %s failed: %s", job.id, error["message"])
+                self.store.finish(job.id, worker_id, JobStatus.FAILED, error=error)
+                return JobStatus.FAILED
+        outputs["run_seconds"] = round(time.monotonic() - started, 3)
+        expires = time.time() + self.settings.retention_seconds
+        if not self.store.finish(job.id, worker_id, JobStatus.COMPLETED, outputs=outputs, expires_at=expires):
+            log.warning("job %s: finished but no longer ours; output discarded", job.id)
+            self.artifacts.delete_prefix(job.media_token)
+            return None
+        return JobStatus.COMPLETED
+
+    def _produce(self, job: Job, progress: JobProgress) -> dict[str, Any]:
+        spec = GenerationSpec.from_dict(job.params["spec"])
+        request = build_request(spec, self.artifacts)
+        engine = self.engine(job.engine)
+        progress.stage = "generating"
+        output = engine.generate(request, progress.step)
+        keys = MediaKeys.for_token(job.media_token)
+        with tempfile.TemporaryDirectory(prefix="clipforge-") as tmp:
+            video = Path(tmp) / "output.mp4"
+            result = encode_output(output, video, progress)
+            progress.check()
+            progress.stage = "storing"
+            self.artifacts.put_file(keys.video, video, "video/mp4")
+            size = video.stat().st_size
+        self.artifacts.put_bytes(keys.thumbnail, jpeg_bytes(result.thumbnail), "image/jpeg")
+        self.artifacts.put_bytes(keys.spritesheet, jpeg_bytes(spritesheet(result.sprites)), "image/jpeg")
+        return {"video": keys.video, "thumbnail": keys.thumbnail, "spritesheet": keys.spritesheet,
+                "file_size": size, "width": result.width, "height": result.height, "fps": result.fps,
+                "duration": result.duration, "has_audio": result.has_audio, "engine": job.engine}
+
+    def unload(self) -> None:
+        for engine in self._engines.values():
+            engine.unload()
+        self._engines.clear()
+
+
+def failure_message(exc: BaseException) -> dict[str, str]:
+    if isinstance(exc, InvalidInput):
+        return {"name": "InvalidInput", "message": exc.message}
+    if isinstance(exc, ClipforgeError):
+        return {"name": type(exc).__name__, "message": str(exc)}
+    if isinstance(exc, MemoryError):
+        return {"name": "OutOfMemory", "message": "The engine ran out of memory; try a shorter clip or "
+                "a smaller size, or ask the operator to enable offloading."}
+    return {"name": "EngineError", "message": f"The engine failed: {type(exc).__name__}: {exc}"}
