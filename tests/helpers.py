@@ -35,6 +35,10 @@ engines = ["fixed"]
 task = "any"
 engines = ["slow"]
 
+[models."test/medium"]
+task = "any"
+engines = ["medium"]
+
 [models."test/unready"]
 task = "any"
 engines = ["ltx2"]
@@ -45,6 +49,11 @@ steps = 2
 [engines.slow]
 class = "clipforge.engines.fixed:FixedEngine"
 steps = 40
+step_seconds = 0.25
+
+[engines.medium]
+class = "clipforge.engines.fixed:FixedEngine"
+steps = 8
 step_seconds = 0.25
 
 [engines.ltx2]

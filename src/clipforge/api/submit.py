@@ -59,7 +59,7 @@ class Submitter:
         self.store, self.artifacts, self.routing, self.settings = store, artifacts, routing, settings
         self.fetcher = fetcher
 
-    def choose_engine(self, model: str, task: str) -> str:
+    def check_task(self, model: str, task: str) -> None:
         route = self.routing.route(model)
         if route.task != "any" and route.task != task:
             if route.task == "i2v":
@@ -67,6 +67,9 @@ class Submitter:
                                    "missing")
             raise InvalidInput("image_url", f"image_url: the text-to-video model '{model}' takes no image; "
                                "use an image-to-video model", "unexpected")
+
+    def choose_engine(self, model: str) -> str:
+        route = self.routing.route(model)
         states = engine_states(self.store.live_workers(WORKER_TTL))
         engine = pick_engine(route, states)
         if engine is None:
@@ -82,13 +85,13 @@ class Submitter:
 
     async def submit(self, sub: Submission) -> tuple[Job, bool]:
         """Validate, store inputs and enqueue; returns (job, created)."""
-        engine = self.choose_engine(sub.model, "i2v" if sub.image else "t2v")
+        self.check_task(sub.model, "i2v" if sub.image else "t2v")
+        images = {name: await self._checked(image) for name, image in
+                  (("image", sub.image), ("tail_image", sub.tail_image)) if image is not None}
+        engine = self.choose_engine(sub.model)
         spec_fields = {k: v for k, v in sub.spec.items() if k != "seed_given"}
         token = secrets.token_urlsafe(18)
-        for name, image in (("image", sub.image), ("tail_image", sub.tail_image)):
-            if image is None:
-                continue
-            checked = await self._checked(image)
+        for name, checked in images.items():
             key = f"inputs/{token}/{name}.{checked.extension}"
             self.artifacts.put_bytes(key, checked.data, checked.content_type)
             spec_fields[name] = key
