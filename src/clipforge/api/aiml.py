@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from clipforge.api import params
 from clipforge.api.auth import require_key
@@ -124,11 +128,75 @@ async def create_generation(request: Request, owner: str = Depends(require_key),
             else AIML_STATUS[job.status], "model": job.model, "created": int(job.created_at), "meta": usage(job)}
 
 
+LIST_STATUS = {"queued": JobStatus.QUEUED, "generating": JobStatus.RUNNING, "completed": JobStatus.COMPLETED,
+               "failed": JobStatus.FAILED, "cancelled": JobStatus.CANCELLED, "expired": JobStatus.EXPIRED}
+
+
 async def poll_by_query(request: Request, response: Response, generation_id: str | None = None,
-                        owner: str = Depends(require_key), svc: Services = Depends(services)) -> dict[str, Any]:
-    if not generation_id:
-        raise InvalidInput("generation_id", "generation_id: query parameter is required", "missing")
-    return poll_response(svc.store.get(generation_id, owner), request, response, svc)
+                        limit: int = Query(20, ge=1, le=100), after: str | None = None,
+                        status: str | None = None, owner: str = Depends(require_key),
+                        svc: Services = Depends(services)) -> dict[str, Any]:
+    """Poll one generation by `generation_id`, or list the caller's generations without it."""
+    if generation_id:
+        return poll_response(svc.store.get(generation_id, owner), request, response, svc)
+    if status is not None and status not in LIST_STATUS:
+        raise InvalidInput("status", f"status: must be one of {', '.join(LIST_STATUS)}, got {status!r}", "enum")
+    jobs = svc.store.list(owner, limit=limit + 1, after=after, order="desc",
+                          status=LIST_STATUS[status] if status else None)
+    page = jobs[:limit]
+    return {"object": "list", "data": [generation_view(j, request, svc) for j in page],
+            "has_more": len(jobs) > limit, "next_cursor": page[-1].id if len(jobs) > limit else None}
+
+
+@router.get("/v2/video/generations/{generation_id:path}/events")
+async def events(generation_id: str, request: Request, owner: str = Depends(require_key),
+                 svc: Services = Depends(services)) -> StreamingResponse:
+    """Server-sent events: every status/progress change until a terminal state; resumable."""
+    svc.store.get(generation_id, owner)
+    last = request.headers.get("last-event-id", "0")
+    after = int(last) if last.isdigit() else 0
+    return StreamingResponse(event_stream(generation_id, after, request, svc), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+KEEPALIVE_SECONDS = 15.0
+TERMINAL_EVENTS = {"completed", "failed", "cancelled", "expired"}
+
+
+async def event_stream(job_id: str, after: int, request: Request, svc: Services) -> AsyncIterator[str]:
+    quiet_since = time.monotonic()
+    yield "retry: 2000\n\n"
+    while True:
+        for event in svc.store.events(job_id, after):
+            after = event["seq"]
+            status = JobStatus(event["status"])
+            data = {"id": job_id, "status": AIML_STATUS[status], "progress": event["progress"],
+                    "stage": event["stage"], "timestamp": event["ts"]}
+            if status.terminal:
+                data = generation_view(svc.store.get(job_id), request, svc)
+            yield f"id: {after}\nevent: {'done' if status.terminal else 'progress'}\ndata: {json.dumps(data)}\n\n"
+            quiet_since = time.monotonic()
+            if event["status"] in TERMINAL_EVENTS:
+                return
+        if await request.is_disconnected():
+            return
+        if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+            yield ": keepalive\n\n"
+            quiet_since = time.monotonic()
+        await asyncio.sleep(0.25)
+
+
+async def cancel(generation_id: str, request: Request, owner: str = Depends(require_key),
+                 svc: Services = Depends(services)) -> dict[str, Any]:
+    """Cancel: a queued job ends at once; a running one stops at its engine's next step."""
+    job = svc.store.cancel(generation_id, owner)
+    view = generation_view(job, request, svc)
+    view["cancel_requested"] = True
+    return view
+
+
+router.add_api_route("/v2/video/generations/{generation_id:path}/cancel", cancel, methods=["POST"])
+router.add_api_route("/v2/video/generations/{generation_id:path}", cancel, methods=["DELETE"])
 
 
 @router.get("/v2/video/generations/{generation_id:path}")
