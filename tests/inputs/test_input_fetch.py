@@ -115,7 +115,8 @@ def test_guard_allows_public_and_opt_in_private() -> None:
 
 def test_guard_refuses_when_any_address_is_private() -> None:
     dns = fake_dns({"mixed.test": [PUBLIC_IP, "10.0.0.1"], "ok.test": [PUBLIC_IP, "2606:4700::1"]})
-    message = refused(lambda: check_public_url("https://mixed.test/", "image_url", resolver=dns), "url_private")
+    message = refused(lambda: check_public_url("https://mixed.test/", "image_url", resolver=dns),
+                      "url_private")
     assert "10.0.0.1" in message
     checked = asyncio.run(check_public_url_async("https://ok.test:8443/", "webhook_url", resolver=dns))
     assert (checked.host, checked.port, len(checked.addresses)) == ("ok.test", 8443, 2)
@@ -133,7 +134,8 @@ def test_guard_refuses_bad_urls(url: str, rule: str) -> None:
 
 def test_is_public_address() -> None:
     assert is_public_address("8.8.8.8") and is_public_address("2606:4700::1111")
-    assert not any(map(is_public_address, ["::", "::ffff:10.0.0.1", "fe80::1%eth0", "198.18.0.1", "240.0.0.1"]))
+    private = ["::", "::ffff:10.0.0.1", "fe80::1%eth0", "198.18.0.1", "240.0.0.1"]
+    assert not any(map(is_public_address, private))
 
 
 # --- fetching over a real local socket ---------------------------------------------------------
@@ -268,7 +270,8 @@ def test_tries_next_checked_address_on_connect_error(images: dict[str, bytes]) -
 
     rec = Recorder(handler)
     dns = fake_dns({"two.test": [PUBLIC_IP, "2606:4700::1"]})
-    assert run_load("http://two.test/a", ImageFetcher(transport=rec.transport(), resolver=dns)).format == "webp"
+    fetcher = ImageFetcher(transport=rec.transport(), resolver=dns)
+    assert run_load("http://two.test/a", fetcher).format == "webp"
     assert [r.url.host for r in rec.requests] == [PUBLIC_IP, "2606:4700::1"]
     assert rec.requests[1].headers["Host"] == "two.test"
 

@@ -127,7 +127,8 @@ def test_decode_image_composites_alpha_on_white() -> None:
 
 
 def test_decode_image_handles_16_bit_and_palette() -> None:
-    assert decode_image(make_image("PNG", (300, 300), mode="I;16", color=40000)).getpixel((0, 0)) == (156,) * 3
+    grey16 = decode_image(make_image("PNG", (300, 300), mode="I;16", color=40000))
+    assert grey16.getpixel((0, 0)) == (156,) * 3
     decoded = decode_image(make_image("PNG", (300, 300), mode="P", color=3))
     assert decoded.mode == "RGB"
 

@@ -40,7 +40,8 @@ Resolver = Callable[[str, int], list[str]]
 USER_AGENT = "clipforge/0.1"
 REDIRECT_CODES = {301, 302, 303, 307, 308}
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
-_DATA_URI = re.compile(r"^data:(image/[A-Za-z0-9.+-]+)((?:;[^,;]*)*?);base64,(.*)$", re.DOTALL | re.IGNORECASE)
+_DATA_URI = re.compile(r"^data:(image/[A-Za-z0-9.+-]+)((?:;[^,;]*)*?);base64,(.*)$",
+                       re.DOTALL | re.IGNORECASE)
 _BASE64_CHARS = re.compile(r"^[A-Za-z0-9+/=_-]*$")
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 
@@ -76,8 +77,9 @@ def _parse_data_uri(value: str, field: str) -> bytes:
 def _decode_base64(text: str, field: str, what: str) -> bytes:
     compact = "".join(text.split())
     if not _BASE64_CHARS.match(compact):
-        raise InvalidInput(field, f"{field}: {what} is not valid base64 (it contains characters outside "
-                           "A-Z a-z 0-9 + / =); expected an http(s) URL, a data URI or base64", "image_base64")
+        raise InvalidInput(field, f"{field}: {what} is not valid base64 (it contains characters "
+                           "outside A-Z a-z 0-9 + / =); expected an http(s) URL, a data URI or base64",
+                           "image_base64")
     if "-" in compact or "_" in compact:
         compact = compact.replace("-", "+").replace("_", "/")
     compact = compact.rstrip("=")
@@ -138,7 +140,8 @@ def check_public_url(url: str, field: str, allow_private: bool = False,
     try:
         addresses = (host,) if _is_ip_literal(host) else tuple(resolver(host, port))
     except (OSError, UnicodeError) as exc:
-        raise InvalidInput(field, f"{field}: could not resolve host '{host}' ({exc})", "url_unresolvable") from exc
+        raise InvalidInput(field, f"{field}: could not resolve host '{host}' ({exc})",
+                           "url_unresolvable") from exc
     if not addresses:
         raise InvalidInput(field, f"{field}: host '{host}' has no address", "url_unresolvable")
     if not allow_private:
@@ -161,7 +164,8 @@ def _split_url(url: str, field: str) -> tuple[httpx.URL, str, int]:
         parsed = httpx.URL(url)
         host = parsed.raw_host.decode("ascii")
     except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
-        raise InvalidInput(field, f"{field}: '{_short(url)}' is not a valid URL ({exc})", "url_invalid") from exc
+        raise InvalidInput(field, f"{field}: '{_short(url)}' is not a valid URL ({exc})",
+                           "url_invalid") from exc
     if parsed.scheme not in ("http", "https"):
         raise InvalidInput(field, f"{field}: URL scheme '{parsed.scheme}:' is not allowed; use http or https",
                            "url_scheme")
@@ -248,7 +252,8 @@ class ImageFetcher:
     def _new_transport(self) -> httpx.AsyncHTTPTransport:
         return httpx.AsyncHTTPTransport(verify=self._ssl, trust_env=False, retries=0)
 
-    async def _read(self, response: httpx.Response, checked: CheckedUrl, field: str, limit: int) -> bytes | str:
+    async def _read(self, response: httpx.Response, checked: CheckedUrl, field: str,
+                    limit: int) -> bytes | str:
         url = str(checked.url)
         if response.status_code in REDIRECT_CODES:
             location = response.headers.get("location")
@@ -304,8 +309,8 @@ async def _read_capped(response: httpx.Response, url: str, field: str, limit: in
 
 
 def _too_large(field: str, url: str, what: str, limit: int) -> InvalidInput:
-    return InvalidInput(field, f"{field}: image at {_short(url)} {what}; images must be at most {limit} bytes "
-                        f"({limit / 1024 / 1024:g} MB)", "image_too_large")
+    return InvalidInput(field, f"{field}: image at {_short(url)} {what}; images must be at most {limit} "
+                        f"bytes ({limit / 1024 / 1024:g} MB)", "image_too_large")
 
 
 def _fetch_error(field: str, url: str, exc: Exception) -> InvalidInput:
@@ -313,7 +318,8 @@ def _fetch_error(field: str, url: str, exc: Exception) -> InvalidInput:
     return InvalidInput(field, f"{field}: could not fetch {_short(url)}: {reason}", "image_fetch")
 
 
-async def load_image(ref: str, field: str, fetcher: ImageFetcher, max_bytes: int = MAX_IMAGE_BYTES) -> CheckedImage:
+async def load_image(ref: str, field: str, fetcher: ImageFetcher,
+                     max_bytes: int = MAX_IMAGE_BYTES) -> CheckedImage:
     """Parse an image field, fetch it when it is a URL, and check it; InvalidInput on any failure."""
     kind, value = parse_image_ref(ref, field)
     if kind == "url":
