@@ -31,6 +31,9 @@ def settings_options(fn: Callable) -> Callable:
                      default=Path(".clipforge"), show_default=True, help="Data directory (database, media, key)."),
         click.option("--api-keys", envvar="CLIPFORGE_API_KEYS", show_envvar=True, default=None,
                      help="Comma-separated API keys. Unset: a key is made once in <home>/api-key."),
+        click.option("--keys-file", envvar="CLIPFORGE_KEYS_FILE", show_envvar=True, default=None,
+                     type=click.Path(path_type=Path, exists=True, dir_okay=False),
+                     help="TOML file of API keys with per-key rate limits and quotas (see docs)."),
         click.option("--database-url", envvar="CLIPFORGE_DATABASE_URL", show_envvar=True, default=None,
                      help="Job store: sqlite:///path or postgresql://... [default: SQLite in <home>]"),
         click.option("--storage-url", envvar="CLIPFORGE_STORAGE_URL", show_envvar=True, default=None,
@@ -54,11 +57,11 @@ def settings_options(fn: Callable) -> Callable:
     return fn
 
 
-def build_settings(home: Path, api_keys: str | None, database_url: str | None, storage_url: str | None,
-                   public_url: str | None, models_config: Path | None, allow_private_urls: bool,
-                   lease_seconds: float, retention_hours: float, **_: Any) -> Settings:
+def build_settings(home: Path, api_keys: str | None, keys_file: Path | None, database_url: str | None,
+                   storage_url: str | None, public_url: str | None, models_config: Path | None,
+                   allow_private_urls: bool, lease_seconds: float, retention_hours: float, **_: Any) -> Settings:
     keys = tuple(k.strip() for k in (api_keys or "").split(",") if k.strip())
-    return Settings(home=home, api_keys=keys, database_url=database_url, storage_url=storage_url,
+    return Settings(home=home, api_keys=keys, keys_file=keys_file, database_url=database_url, storage_url=storage_url,
                     public_url=public_url, models_config=models_config, allow_private_urls=allow_private_urls,
                     lease_seconds=lease_seconds, heartbeat_seconds=max(0.5, min(5.0, lease_seconds / 4)),
                     retention_seconds=retention_hours * 3600)
@@ -130,7 +133,7 @@ def serve(host: str, port: int, workers: int, **options: Any) -> None:
 
     configure_logging()
     settings = build_settings(**options).with_keys()
-    if not options.get("api_keys"):
+    if not options.get("api_keys") and not options.get("keys_file"):
         log.info("API key (from %s): %s", settings.home / "api-key", settings.api_keys[0])
     app = create_app(settings)
     ctx = multiprocessing.get_context("spawn")

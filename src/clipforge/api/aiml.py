@@ -13,11 +13,13 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from clipforge.api import params
-from clipforge.api.auth import require_key
+from clipforge.api.auth import require_key, require_policy
+from clipforge.api.limits import check_active_jobs
 from clipforge.api.services import Services, services
 from clipforge.api.submit import ImageInput, Submission
 from clipforge.core.errors import InvalidInput
 from clipforge.core.job import Job, JobStatus
+from clipforge.core.keys import KeyPolicy
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +121,10 @@ def poll_response(job: Job, request: Request, response: Response, svc: Services)
     return generation_view(job, request, svc, position)
 
 
-async def create_generation(request: Request, owner: str = Depends(require_key),
+async def create_generation(request: Request, policy: KeyPolicy = Depends(require_policy),
                             svc: Services = Depends(services)) -> dict[str, Any]:
-    submission = parse_create(await json_body(request), owner)
+    submission = parse_create(await json_body(request), policy.owner)
+    check_active_jobs(svc.store, policy)
     submission.idempotency_key = request.headers.get("idempotency-key")
     job, _ = await svc.submitter.submit(submission)
     return {"id": job.id, "object": "video.generation", "status": "queued" if job.status == JobStatus.QUEUED

@@ -9,9 +9,11 @@ from fastapi import FastAPI
 from clipforge.api import aiml, system
 from clipforge.api.auth import KeyRing
 from clipforge.api.errors import install_error_handlers
+from clipforge.api.limits import RateLimiter
 from clipforge.api.middleware import RequestContext
 from clipforge.api.services import Services
 from clipforge.api.submit import Submitter
+from clipforge.core.keys import load_policies
 from clipforge.core.routing import Routing, load_routing
 from clipforge.core.settings import Settings
 from clipforge.inputs.fetch import ImageFetcher
@@ -33,8 +35,9 @@ def create_app(settings: Settings, store: JobStore | None = None, artifacts: Art
                            max_bytes=settings.max_image_bytes)
     app = FastAPI(title="clipforge", version="0.1.0",
                   description="Self-hosted image-to-video and text-to-video with native audio.")
-    app.state.services = Services(settings, store, artifacts, routing, KeyRing(settings.api_keys),
-                                  Submitter(store, artifacts, routing, settings, fetcher))
+    keys = KeyRing(load_policies(settings.api_keys, settings.keys_file))
+    app.state.services = Services(settings, store, artifacts, routing, keys,
+                                  Submitter(store, artifacts, routing, settings, fetcher), RateLimiter())
     install_error_handlers(app)
     for surface in (system, aiml):
         surface.attach_router(app)

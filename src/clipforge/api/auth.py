@@ -1,4 +1,4 @@
-"""Bearer-key auth. A key's owner id is a hash of the key, so raw keys never reach the store."""
+"""Bearer-key auth and per-key request limits."""
 
 from __future__ import annotations
 
@@ -7,26 +7,34 @@ import hashlib
 from fastapi import Request
 from starlette.exceptions import HTTPException
 
+from clipforge.core.keys import KeyPolicy, owner_id
 
-def owner_id(key: str) -> str:
-    return "key_" + hashlib.sha256(key.encode()).hexdigest()[:20]
+__all__ = ["KeyRing", "owner_id", "require_key", "require_policy"]
 
 
 class KeyRing:
-    def __init__(self, keys: tuple[str, ...]) -> None:
-        self._owners = {hashlib.sha256(k.encode()).digest(): owner_id(k) for k in keys}
+    def __init__(self, policies: dict[str, KeyPolicy]) -> None:
+        self._policies = {hashlib.sha256(k.encode()).digest(): p for k, p in policies.items()}
 
-    def owner(self, presented: str) -> str | None:
-        return self._owners.get(hashlib.sha256(presented.encode()).digest())
+    def policy(self, presented: str) -> KeyPolicy | None:
+        return self._policies.get(hashlib.sha256(presented.encode()).digest())
 
 
-def require_key(request: Request) -> str:
-    """FastAPI dependency: the caller's owner id, or 401."""
+def require_policy(request: Request) -> KeyPolicy:
+    """FastAPI dependency: the caller's key policy (401 without a valid key, 429 over its rate)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>'")
-    owner = request.app.state.services.keys.owner(token.strip())
-    if owner is None:
+    svc = request.app.state.services
+    policy = svc.keys.policy(token.strip())
+    if policy is None:
         raise HTTPException(401, "invalid API key")
-    return owner
+    svc.rate_limiter.hit(policy)
+    request.state.policy = policy
+    return policy
+
+
+def require_key(request: Request) -> str:
+    """FastAPI dependency: the caller's owner id."""
+    return require_policy(request).owner

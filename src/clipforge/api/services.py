@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from clipforge.api.auth import KeyRing
+from clipforge.api.limits import RateLimiter
 from clipforge.api.submit import Submitter
 from clipforge.core.job import Job
 from clipforge.core.routing import Routing
@@ -23,6 +24,7 @@ class Services:
     routing: Routing
     keys: KeyRing
     submitter: Submitter
+    rate_limiter: RateLimiter
 
     def media_url(self, request: Request, key: str | None, job: Job) -> str | None:
         """A URL for an artifact: presigned where the store signs, else served by /media."""

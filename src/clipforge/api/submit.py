@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -79,7 +80,7 @@ class Submitter:
 
     async def _checked(self, image: ImageInput) -> CheckedImage:
         if image.data is not None:
-            return check_image_bytes(image.data, image.field, self.settings.max_image_bytes)
+            return await asyncio.to_thread(check_image_bytes, image.data, image.field, self.settings.max_image_bytes)
         assert image.ref is not None
         return await load_image(image.ref, image.field, self.fetcher, self.settings.max_image_bytes)
 

@@ -24,6 +24,7 @@ class Settings:
     storage_url: str | None = None
     public_url: str | None = None
     models_config: Path | None = None
+    keys_file: Path | None = None
     allow_private_urls: bool = False
     lease_seconds: float = 30.0
     heartbeat_seconds: float = 5.0
@@ -57,6 +58,8 @@ class Settings:
                 kw[attr] = get(name)
         if get("MODELS_CONFIG"):
             kw["models_config"] = Path(get("MODELS_CONFIG"))
+        if get("KEYS_FILE"):
+            kw["keys_file"] = Path(get("KEYS_FILE"))
         if get("ALLOW_PRIVATE_URLS"):
             kw["allow_private_urls"] = _bool(get("ALLOW_PRIVATE_URLS"))
         if get("LEASE_SECONDS"):
@@ -73,7 +76,7 @@ class Settings:
         With no keys configured, a random key is made once and kept in `<home>/api-key`, so a
         fresh install is never open to anyone who can reach the port.
         """
-        if self.api_keys:
+        if self.api_keys or self.keys_file:
             return self
         path = self.home / "api-key"
         if not path.exists():

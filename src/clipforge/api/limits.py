@@ -1,0 +1,48 @@
+"""Per-key request rate limits (sliding window, per api process) and active-job quotas."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from clipforge.core.errors import RateLimited
+from clipforge.core.job import JobStatus
+from clipforge.core.keys import KeyPolicy
+from clipforge.jobs.base import JobStore
+
+WINDOW = 60.0
+
+
+class RateLimiter:
+    """Requests per minute per key, counted in this process over a sliding 60 s window."""
+
+    def __init__(self) -> None:
+        self._hits: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, policy: KeyPolicy, now: float | None = None) -> None:
+        limit = policy.requests_per_minute
+        if limit <= 0:
+            return
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            hits = self._hits.setdefault(policy.owner, deque())
+            while hits and hits[0] <= now - WINDOW:
+                hits.popleft()
+            if len(hits) >= limit:
+                retry = hits[0] + WINDOW - now
+                raise RateLimited(f"rate limit: this key may make {limit} requests per minute; "
+                                  f"retry in {max(1, round(retry))} s", retry)
+            hits.append(now)
+
+
+def check_active_jobs(store: JobStore, policy: KeyPolicy) -> None:
+    """Refuse a new generation when the key already has its quota queued or running."""
+    limit = policy.max_active_jobs
+    if limit <= 0:
+        return
+    active = sum(len(store.list(policy.owner, limit=limit, status=s)) for s in (JobStatus.QUEUED, JobStatus.RUNNING))
+    if active >= limit:
+        raise RateLimited(f"quota: this key may have {limit} generations queued or running at once and has "
+                          f"{active}; wait for one to finish or cancel one", 5.0)
