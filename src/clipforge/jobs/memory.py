@@ -21,9 +21,11 @@ class MemoryJobStore(JobStore):
         self._jobs: dict[str, Job] = {}
         self._events: list[dict[str, Any]] = []
         self._workers: dict[str, dict[str, Any]] = {}
+        self._seq = 0
 
     def _event(self, job: Job) -> None:
-        self._events.append({"seq": len(self._events) + 1, "job_id": job.id, "ts": time.time(),
+        self._seq += 1  # a counter, not len(): delete() drops events
+        self._events.append({"seq": self._seq, "job_id": job.id, "ts": time.time(),
                              "status": job.status.value, "progress": job.progress, "stage": job.stage})
 
     def _owned(self, job_id: str, owner: str | None) -> Job:
@@ -145,6 +147,7 @@ class MemoryJobStore(JobStore):
         with self._lock:
             job = self._owned(job_id, owner)
             del self._jobs[job_id]
+            self._events = [e for e in self._events if e["job_id"] != job_id]
             return job
 
     def expire_due(self, now: float) -> list[Job]:
@@ -152,7 +155,7 @@ class MemoryJobStore(JobStore):
             due = [j for j in self._jobs.values() if j.status == JobStatus.COMPLETED
                    and j.expires_at is not None and j.expires_at <= now]
             for job in due:
-                job.status = JobStatus.EXPIRED
+                job.status, job.updated_at = JobStatus.EXPIRED, now
                 self._event(job)
             return [copy.deepcopy(j) for j in due]
 

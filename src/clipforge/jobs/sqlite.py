@@ -6,9 +6,10 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from clipforge.core.errors import Conflict, NotFound
 from clipforge.core.job import Job, JobStatus
@@ -225,6 +226,7 @@ class SQLiteJobStore(JobStore):
             jobs = [row_to_job(r) for r in rows]
             for job in jobs:
                 c.execute("UPDATE jobs SET status = 'expired', updated_at = ? WHERE id = ?", (now, job.id))
+                job.status, job.updated_at = JobStatus.EXPIRED, now  # as memory does: the state after
                 self._event(c, job.id, "expired", job.progress, None)
             return jobs
 

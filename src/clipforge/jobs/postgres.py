@@ -1,0 +1,341 @@
+"""PostgreSQL job store (psycopg 3): the fleet backend.
+
+Claims use `FOR UPDATE SKIP LOCKED`, so many workers on many machines claim without blocking each
+other; leases and their expiry use the database's clock, so workers' clocks need not agree. A
+trigger notifies channel `clipforge_jobs` whenever a job becomes claimable, and `wait_for_work`
+LISTENs on it, so idle workers wake at once instead of polling.
+
+Schema: tables live in the first schema of the connection's search_path. Pick one with the
+`schema` argument, or in the URL: `postgresql://host/db?options=-csearch_path%3Dclipforge`.
+Either way `migrate()` creates the schema when it is missing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.types.json import Jsonb
+
+from clipforge.core.errors import Conflict, NotFound
+from clipforge.core.job import Job, JobStatus
+from clipforge.jobs import migrate
+from clipforge.jobs.base import JobStore, LeaseState
+from clipforge.jobs.rows import COLUMNS, JSON_COLUMNS, lost_worker_error, row_to_job
+
+try:  # optional: without it one connection, behind a lock, serves every thread
+    from psycopg_pool import ConnectionPool
+except ImportError:  # pragma: no cover - depends on the install
+    ConnectionPool = None  # type: ignore[assignment,misc]
+
+CHANNEL = "clipforge_jobs"
+_CANCELLED = {"name": "Cancelled", "message": "Cancelled by request"}
+_NOW = "extract(epoch from clock_timestamp())::double precision"
+_COLS = ", ".join(COLUMNS)
+_JOB_COLS = ", ".join(f"j.{c}" for c in COLUMNS)
+
+# -- named queries ---------------------------------------------------------------------------
+Q_MIGRATE_LOCK = "SELECT pg_advisory_xact_lock(hashtext('clipforge.migrate'))"
+Q_SEARCH_PATH_HEAD = "SELECT current_schema(), current_setting('search_path')"
+Q_MIGRATIONS_TABLE = ("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                      "name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
+Q_APPLIED = "SELECT version FROM schema_migrations"
+Q_RECORD_MIGRATION = "INSERT INTO schema_migrations VALUES (%s, %s, %s)"
+
+Q_SELECT = f"SELECT {_COLS} FROM jobs"
+Q_INSERT = (f"INSERT INTO jobs ({_COLS}) VALUES ({', '.join(['%s'] * len(COLUMNS))}) "
+            "ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id")
+Q_BY_KEY = f"{Q_SELECT} WHERE owner = %s AND idempotency_key = %s"
+Q_LOCK_ONE = f"{Q_SELECT} WHERE id = %s FOR UPDATE"
+Q_EVENT = ("INSERT INTO job_events (job_id, ts, status, progress, stage) "
+           f"VALUES (%s, {_NOW}, %s, %s, %s)")
+Q_QUEUE_POSITION = ("SELECT count(*) FROM jobs WHERE status = 'queued' AND engine = %s "
+                    "AND (created_at, id) < (%s, %s)")
+Q_CLAIM = f"""
+WITH next AS (
+    SELECT id FROM jobs WHERE status = 'queued' AND engine = ANY(%s)
+    ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs j SET status = 'running', worker_id = %s, lease_expires_at = {_NOW} + %s,
+    attempts = j.attempts + 1, started_at = COALESCE(j.started_at, {_NOW}), updated_at = {_NOW},
+    stage = 'starting'
+FROM next WHERE j.id = next.id
+RETURNING {_JOB_COLS}"""
+Q_HEARTBEAT_LOCK = ("SELECT progress, stage, cancel_requested FROM jobs "
+                    "WHERE id = %s AND worker_id = %s AND status = 'running' FOR UPDATE")
+Q_HEARTBEAT = (f"UPDATE jobs SET lease_expires_at = {_NOW} + %s, progress = %s, stage = %s, "
+               f"updated_at = {_NOW} WHERE id = %s")
+Q_FINISH = f"""
+UPDATE jobs SET status = %s, outputs = %s, error = %s, expires_at = %s, finished_at = {_NOW},
+    updated_at = {_NOW}, lease_expires_at = NULL, stage = NULL,
+    progress = CASE WHEN %s THEN 100 ELSE progress END
+WHERE id = %s AND worker_id = %s AND status = 'running'
+RETURNING progress"""
+Q_EXPIRED_LEASES = (f"SELECT id, attempts, max_attempts, cancel_requested, progress FROM jobs "
+                    f"WHERE status = 'running' AND lease_expires_at < {_NOW} FOR UPDATE SKIP LOCKED")
+Q_END_LOST = (f"UPDATE jobs SET status = %s, error = %s, worker_id = NULL, lease_expires_at = NULL, "
+              f"stage = NULL, finished_at = {_NOW}, updated_at = {_NOW} WHERE id = %s")
+Q_REQUEUE = ("UPDATE jobs SET status = 'queued', worker_id = NULL, lease_expires_at = NULL, progress = 0, "
+             f"stage = NULL, updated_at = {_NOW} WHERE id = %s")
+Q_CANCEL_QUEUED = (f"UPDATE jobs SET status = 'cancelled', error = %s, finished_at = {_NOW}, "
+                   f"updated_at = {_NOW} WHERE id = %s RETURNING {_COLS}")
+Q_CANCEL_RUNNING = f"UPDATE jobs SET cancel_requested = TRUE, updated_at = {_NOW} WHERE id = %s RETURNING {_COLS}"
+Q_DELETE = f"DELETE FROM jobs WHERE id = %s AND owner = %s RETURNING {_COLS}"
+Q_DELETE_EVENTS = "DELETE FROM job_events WHERE job_id = %s"
+Q_EXPIRE_DUE = (f"UPDATE jobs SET status = 'expired', updated_at = {_NOW} WHERE status = 'completed' "
+                f"AND expires_at IS NOT NULL AND expires_at <= %s RETURNING {_COLS}")
+Q_EVENTS = ("SELECT seq, ts, status, progress, stage FROM job_events WHERE job_id = %s AND seq > %s "
+            "ORDER BY seq")
+Q_REGISTER_WORKER = (f"INSERT INTO workers (id, info, seen_at) VALUES (%s, %s, {_NOW}) ON CONFLICT (id) "
+                     "DO UPDATE SET info = excluded.info, seen_at = excluded.seen_at")
+Q_REMOVE_WORKER = "DELETE FROM workers WHERE id = %s"
+Q_LIVE_WORKERS = f"SELECT id, info, seen_at FROM workers WHERE seen_at >= {_NOW} - %s ORDER BY id"
+
+
+def _job_params(job: Job) -> list[Any]:
+    values = []
+    for col in COLUMNS:
+        v = getattr(job, col)
+        if col in JSON_COLUMNS:
+            v = None if v is None else Jsonb(v)
+        elif col == "status":
+            v = v.value
+        values.append(v)
+    return values
+
+
+def _json(value: dict[str, Any] | None) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
+
+
+class PostgresJobStore(JobStore):
+    def __init__(self, url: str, schema: str | None = None, max_connections: int = 10) -> None:
+        params = conninfo_to_dict(url)
+        if schema is not None:
+            params["options"] = f"{params.get('options', '')} -c search_path={schema}".strip()
+        self.conninfo = make_conninfo("", **params)
+        self._listener: psycopg.Connection | None = None
+        self._listen_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._pool: Any = None
+        self._conn: psycopg.Connection | None = None
+        if ConnectionPool is not None:
+            self._pool = ConnectionPool(self.conninfo, min_size=1, max_size=max_connections,
+                                        kwargs={"autocommit": True}, open=True, name="clipforge-jobs")
+            try:
+                self._pool.wait(timeout=10)
+            except BaseException:
+                self._pool.close()
+                raise
+        else:
+            self._conn = psycopg.connect(self.conninfo, autocommit=True)
+        self.migrate()
+
+    # -- plumbing --------------------------------------------------------------------------
+    @contextmanager
+    def _tx(self) -> Iterator[psycopg.Connection]:
+        """A connection inside a transaction, committed on exit, rolled back on an exception."""
+        if self._pool is not None:
+            with self._pool.connection() as conn, conn.transaction():
+                yield conn
+        else:
+            assert self._conn is not None
+            with self._lock, self._conn.transaction():
+                yield self._conn
+
+    def _read(self, sql: str, args: Any = ()) -> list[tuple[Any, ...]]:
+        with self._tx() as c:
+            return c.execute(sql, args).fetchall()
+
+    def migrate(self) -> list[str]:
+        with self._tx() as c:
+            # One migrator at a time across every process; the others then find nothing pending.
+            c.execute(Q_MIGRATE_LOCK)
+            current, search_path = c.execute(Q_SEARCH_PATH_HEAD).fetchone()
+            if current is None:  # the schema named first in search_path does not exist yet
+                head = search_path.split(",")[0].strip().strip('"')
+                c.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(head)))
+            c.execute(Q_MIGRATIONS_TABLE)
+            applied = {r[0] for r in c.execute(Q_APPLIED)}
+
+            def run(version: int, name: str, script: str) -> None:
+                c.execute(script)  # whole file at once: function bodies contain semicolons
+                c.execute(Q_RECORD_MIGRATION, (version, name, time.time()))
+
+            return migrate.apply_all("postgres", applied, run)
+
+    @staticmethod
+    def _event(c: psycopg.Connection, job_id: str, status: str, progress: int, stage: str | None) -> None:
+        c.execute(Q_EVENT, (job_id, status, progress, stage))
+
+    @staticmethod
+    def _locked(c: psycopg.Connection, job_id: str, owner: str | None) -> Job:
+        row = c.execute(Q_LOCK_ONE, (job_id,)).fetchone()
+        if row is None or (owner is not None and row[1] != owner):
+            raise NotFound(f"generation '{job_id}' not found")
+        return row_to_job(row)
+
+    # -- submit and read -------------------------------------------------------------------
+    def create(self, job: Job) -> tuple[Job, bool]:
+        with self._tx() as c:
+            if c.execute(Q_INSERT, _job_params(job)).fetchone() is not None:
+                self._event(c, job.id, job.status.value, job.progress, job.stage)
+                return job, True
+            # The key was taken; ON CONFLICT waited for its transaction, so the row is visible now.
+            earlier = row_to_job(c.execute(Q_BY_KEY, (job.owner, job.idempotency_key)).fetchone())
+        if earlier.request_hash != job.request_hash:
+            raise Conflict("Idempotency-Key was already used with a different request body")
+        return earlier, False
+
+    def get(self, job_id: str, owner: str | None = None) -> Job:
+        rows = self._read(f"{Q_SELECT} WHERE id = %s", (job_id,))
+        if not rows or (owner is not None and rows[0][1] != owner):
+            raise NotFound(f"generation '{job_id}' not found")
+        return row_to_job(rows[0])
+
+    def list(self, owner: str, limit: int = 20, after: str | None = None, order: str = "desc",
+             status: JobStatus | None = None) -> list[Job]:
+        op, direction = ("<", "DESC") if order == "desc" else (">", "ASC")
+        query, args = f"{Q_SELECT} WHERE owner = %s", [owner]
+        if status is not None:
+            query += " AND status = %s"
+            args.append(status.value)
+        if after:
+            anchor = self.get(after, owner)
+            query += f" AND (created_at, id) {op} (%s, %s)"
+            args += [anchor.created_at, anchor.id]
+        query += f" ORDER BY created_at {direction}, id {direction} LIMIT %s"
+        args.append(limit)
+        return [row_to_job(r) for r in self._read(query, args)]
+
+    def queue_position(self, job: Job) -> int:
+        return int(self._read(Q_QUEUE_POSITION, (job.engine, job.created_at, job.id))[0][0])
+
+    # -- worker side -----------------------------------------------------------------------
+    def claim(self, worker_id: str, engines: list[str], lease_seconds: float) -> Job | None:
+        if not engines:
+            return None
+        self.reclaim_expired()
+        with self._tx() as c:
+            row = c.execute(Q_CLAIM, (list(engines), worker_id, lease_seconds)).fetchone()
+            if row is None:
+                return None
+            job = row_to_job(row)
+            self._event(c, job.id, job.status.value, job.progress, job.stage)
+            return job
+
+    def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float,
+                  progress: int | None = None, stage: str | None = None) -> LeaseState:
+        with self._tx() as c:
+            row = c.execute(Q_HEARTBEAT_LOCK, (job_id, worker_id)).fetchone()
+            if row is None:
+                return LeaseState.LOST
+            old_progress, old_stage, cancel_requested = row
+            new_progress = old_progress if progress is None else max(0, min(100, int(progress)))
+            new_stage = old_stage if stage is None else stage
+            c.execute(Q_HEARTBEAT, (lease_seconds, new_progress, new_stage, job_id))
+            if (new_progress, new_stage) != (old_progress, old_stage):
+                self._event(c, job_id, "running", new_progress, new_stage)
+            return LeaseState.CANCEL if cancel_requested else LeaseState.OK
+
+    def finish(self, job_id: str, worker_id: str, status: JobStatus,
+               outputs: dict[str, Any] | None = None, error: dict[str, Any] | None = None,
+               expires_at: float | None = None) -> bool:
+        with self._tx() as c:
+            row = c.execute(Q_FINISH, (status.value, _json(outputs), _json(error), expires_at,
+                                       status == JobStatus.COMPLETED, job_id, worker_id)).fetchone()
+            if row is None:
+                return False
+            self._event(c, job_id, status.value, row[0], None)
+            return True
+
+    def reclaim_expired(self) -> int:
+        with self._tx() as c:
+            rows = c.execute(Q_EXPIRED_LEASES).fetchall()
+            for job_id, attempts, max_attempts, cancel_requested, progress in rows:
+                if cancel_requested:
+                    c.execute(Q_END_LOST, ("cancelled", Jsonb(_CANCELLED), job_id))
+                    self._event(c, job_id, "cancelled", progress, None)
+                elif attempts >= max_attempts:
+                    c.execute(Q_END_LOST, ("failed", Jsonb(lost_worker_error(attempts)), job_id))
+                    self._event(c, job_id, "failed", progress, None)
+                else:
+                    c.execute(Q_REQUEUE, (job_id,))  # the trigger wakes listening workers
+                    self._event(c, job_id, "queued", 0, None)
+            return len(rows)
+
+    def wait_for_work(self, timeout: float) -> None:
+        with self._listen_lock:
+            if self._listener is None or self._listener.closed:
+                # Start listening and return at once: a job queued before LISTEN took effect sent
+                # its notification to nobody, so the caller must look at the queue once more.
+                self._listener = psycopg.connect(self.conninfo, autocommit=True)
+                self._listener.execute(f"LISTEN {CHANNEL}")
+                return
+            try:
+                for _ in self._listener.notifies(timeout=max(0.0, timeout), stop_after=1):
+                    pass
+            except psycopg.OperationalError:  # connection dropped: reconnect on the next call
+                self._listener.close()
+                time.sleep(min(timeout, 0.2))
+
+    # -- owner actions ---------------------------------------------------------------------
+    def cancel(self, job_id: str, owner: str) -> Job:
+        with self._tx() as c:
+            job = self._locked(c, job_id, owner)
+            if job.terminal:
+                raise Conflict(f"generation '{job_id}' already finished with status '{job.status.value}'; "
+                               "only queued or running generations can be cancelled")
+            if job.status == JobStatus.QUEUED:
+                row = c.execute(Q_CANCEL_QUEUED, (Jsonb(_CANCELLED), job_id)).fetchone()
+                self._event(c, job_id, "cancelled", job.progress, None)
+            else:
+                row = c.execute(Q_CANCEL_RUNNING, (job_id,)).fetchone()
+            return row_to_job(row)
+
+    def delete(self, job_id: str, owner: str) -> Job:
+        with self._tx() as c:
+            row = c.execute(Q_DELETE, (job_id, owner)).fetchone()
+            if row is None:
+                raise NotFound(f"generation '{job_id}' not found")
+            c.execute(Q_DELETE_EVENTS, (job_id,))
+            return row_to_job(row)
+
+    def expire_due(self, now: float) -> list[Job]:
+        with self._tx() as c:
+            jobs = [row_to_job(r) for r in c.execute(Q_EXPIRE_DUE, (now,)).fetchall()]
+            for job in jobs:
+                self._event(c, job.id, "expired", job.progress, None)
+            return jobs
+
+    def events(self, job_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
+        rows = self._read(Q_EVENTS, (job_id, after_seq))
+        return [dict(zip(("seq", "ts", "status", "progress", "stage"), r, strict=True)) for r in rows]
+
+    # -- workers ---------------------------------------------------------------------------
+    def register_worker(self, worker_id: str, info: dict[str, Any]) -> None:
+        with self._tx() as c:
+            c.execute(Q_REGISTER_WORKER, (worker_id, Jsonb(info)))
+
+    def remove_worker(self, worker_id: str) -> None:
+        with self._tx() as c:
+            c.execute(Q_REMOVE_WORKER, (worker_id,))
+
+    def live_workers(self, within_seconds: float) -> list[dict[str, Any]]:
+        rows = self._read(Q_LIVE_WORKERS, (within_seconds,))
+        return [{"id": r[0], "info": r[1], "seen_at": r[2]} for r in rows]
+
+    def close(self) -> None:
+        with self._listen_lock:
+            if self._listener is not None:
+                self._listener.close()
+        if self._pool is not None:
+            self._pool.close()
+        elif self._conn is not None:
+            self._conn.close()
