@@ -81,7 +81,7 @@ class Worker:
                 now = time.monotonic()
                 if now - self._registered_at >= REGISTER_EVERY:
                     self.register()
-                if now - self._expired_at >= EXPIRE_EVERY:
+                if now - self._expired_at >= min(EXPIRE_EVERY, max(1.0, self.settings.retention_seconds / 4)):
                     self.expire_outputs()
                 if not self.run_once():
                     self.store.wait_for_work(0.5) if hasattr(self.store, "wait_for_work") else time.sleep(0.2)
