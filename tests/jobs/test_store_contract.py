@@ -71,7 +71,6 @@ def backend(request, tmp_path: Path) -> Iterator[Backend]:
         b = Backend("memory", lambda: shared)
     elif request.param == "sqlite":
         b = Backend("sqlite", lambda: SQLiteJobStore(tmp_path / "jobs.db"))
-        b.path = tmp_path / "jobs.db"  # type: ignore[attr-defined]
     else:
         b = _postgres_backend()
     try:
@@ -220,16 +219,15 @@ def _process_claimer(path: str, worker_id: str, barrier, results) -> None:
     store.close()
 
 
-def test_sqlite_claimers_in_several_processes_get_each_job_exactly_once(backend):
-    if backend.name != "sqlite":
-        pytest.skip("processes sharing one database file: SQLite only")
-    setup = backend.open()
+def test_sqlite_claimers_in_several_processes_get_each_job_exactly_once(tmp_path):
+    path = str(tmp_path / "jobs.db")
+    setup = SQLiteJobStore(path)
     ids = {add(setup).id for _ in range(60)}
     # fork: the suite imports test modules by path (--import-mode=importlib), so a spawned child could
     # not import this module to find its target. Each child opens its own connection all the same.
     ctx = multiprocessing.get_context("fork")
     barrier, results = ctx.Barrier(4), ctx.Queue()
-    procs = [ctx.Process(target=_process_claimer, args=(str(backend.path), f"p{i}", barrier, results))
+    procs = [ctx.Process(target=_process_claimer, args=(path, f"p{i}", barrier, results))
              for i in range(4)]
     for p in procs:
         p.start()
@@ -238,6 +236,34 @@ def test_sqlite_claimers_in_several_processes_get_each_job_exactly_once(backend)
         p.join(timeout=30)
         assert p.exitcode == 0
     assert sorted(claimed) == sorted(ids)
+    setup.close()
+
+
+def _process_opener(path: str, barrier, results) -> None:
+    barrier.wait()
+    try:
+        store = SQLiteJobStore(path)
+        store.create(make_job())
+        store.close()
+        results.put("ok")
+    except Exception as exc:  # reported to the parent, which asserts on it
+        results.put(repr(exc))
+
+
+def test_sqlite_processes_opening_a_new_database_at_once_all_succeed(tmp_path):
+    # `clipforge serve` starts its api and workers together on a fresh home directory.
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(8):  # a race: several rounds make a regression show
+        path = str(tmp_path / f"fresh-{attempt}.db")
+        barrier, results = ctx.Barrier(6), ctx.Queue()
+        procs = [ctx.Process(target=_process_opener, args=(path, barrier, results)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        outcomes = [results.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join(timeout=30)
+        assert outcomes == ["ok"] * 6
+        assert len(SQLiteJobStore(path).list("alice")) == 6
 
 
 def test_claim_only_for_listed_engines(store):

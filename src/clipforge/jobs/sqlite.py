@@ -27,10 +27,23 @@ class SQLiteJobStore(JobStore):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=30000")
+        self._enable_wal()
+        self._conn.execute("PRAGMA synchronous=NORMAL")
         self.migrate()
+
+    def _enable_wal(self, wait_seconds: float = 30.0) -> None:
+        """Switch to WAL, retrying: the switch ignores busy_timeout, so processes opening a new
+        database at once (`serve` starting its workers) would otherwise fail with 'database is locked'."""
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     # -- plumbing --------------------------------------------------------------------------
     @contextmanager
