@@ -369,13 +369,16 @@ def test_past_max_attempts_the_job_fails_with_the_worker_lost_message(store):
     for attempt in (1, 2):
         claimed = store.claim(f"w{attempt}", ["preview"], 0.05)
         assert claimed.id == job.id and claimed.attempts == attempt
+        store.heartbeat(job.id, f"w{attempt}", 0.05, progress=10 * attempt)
         time.sleep(0.15)
     assert store.reclaim_expired() == 1
     failed = store.get(job.id, "alice")
     assert failed.status == JobStatus.FAILED and failed.terminal and failed.finished_at is not None
     assert failed.error == {"name": "WorkerLost", "message": LOST_WORKER_MESSAGE.format(n=2)}
+    assert (failed.worker_id, failed.lease_expires_at, failed.stage) == (None, None, None)
     assert store.claim("w3", ["preview"], 60) is None
-    assert store.events(job.id)[-1]["status"] == "failed"
+    last = store.events(job.id)[-1]
+    assert (last["status"], last["progress"]) == ("failed", 20)
 
 
 def test_expired_lease_of_a_cancel_requested_job_ends_cancelled(store):
@@ -384,7 +387,9 @@ def test_expired_lease_of_a_cancel_requested_job_ends_cancelled(store):
     store.cancel(job.id, "alice")
     time.sleep(0.15)
     assert store.reclaim_expired() == 1
-    assert store.get(job.id).status == JobStatus.CANCELLED
+    cancelled = store.get(job.id)
+    assert cancelled.status == JobStatus.CANCELLED and cancelled.error["name"] == "Cancelled"
+    assert (cancelled.worker_id, cancelled.lease_expires_at, cancelled.finished_at is None) == (None, None, False)
     assert store.claim("w2", ["preview"], 60) is None
 
 

@@ -120,13 +120,13 @@ class MemoryJobStore(JobStore):
             stale = [j for j in self._jobs.values() if j.status == JobStatus.RUNNING
                      and j.lease_expires_at is not None and j.lease_expires_at < now]
             for job in stale:
-                job.worker_id, job.updated_at = None, now
+                job.worker_id, job.updated_at, job.stage, job.lease_expires_at = None, now, None, None
                 if job.cancel_requested:
                     job.status, job.error, job.finished_at = JobStatus.CANCELLED, dict(_CANCELLED), now
                 elif job.attempts >= job.max_attempts:
                     job.status, job.error, job.finished_at = JobStatus.FAILED, lost_worker_error(job.attempts), now
                 else:
-                    job.status, job.progress, job.stage, job.lease_expires_at = JobStatus.QUEUED, 0, None, None
+                    job.status, job.progress = JobStatus.QUEUED, 0
                 self._event(job)
             return len(stale)
 

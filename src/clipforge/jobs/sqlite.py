@@ -184,20 +184,17 @@ class SQLiteJobStore(JobStore):
     def reclaim_expired(self) -> int:
         now = time.time()
         with self._tx() as c:
-            rows = c.execute("SELECT id, attempts, max_attempts, cancel_requested FROM jobs "
+            rows = c.execute("SELECT id, attempts, max_attempts, cancel_requested, progress FROM jobs "
                              "WHERE status = 'running' AND lease_expires_at < ?", (now,)).fetchall()
-            for job_id, attempts, max_attempts, cancel_requested in rows:
-                if cancel_requested:
-                    c.execute("UPDATE jobs SET status = 'cancelled', worker_id = NULL, finished_at = ?, "
-                              "updated_at = ?, error = ? WHERE id = ?",
-                              (now, now, json.dumps({"name": "Cancelled", "message": "Cancelled by request"}),
-                               job_id))
-                    self._event(c, job_id, "cancelled", 0, None)
-                elif attempts >= max_attempts:
-                    c.execute("UPDATE jobs SET status = 'failed', worker_id = NULL, finished_at = ?, "
-                              "updated_at = ?, error = ? WHERE id = ?",
-                              (now, now, json.dumps(lost_worker_error(attempts)), job_id))
-                    self._event(c, job_id, "failed", 0, None)
+            for job_id, attempts, max_attempts, cancel_requested, progress in rows:
+                if cancel_requested or attempts >= max_attempts:
+                    # Ended as `finish` ends a job: no lease, no stage, progress kept.
+                    status, error = (("cancelled", {"name": "Cancelled", "message": "Cancelled by request"})
+                                     if cancel_requested else ("failed", lost_worker_error(attempts)))
+                    c.execute("UPDATE jobs SET status = ?, worker_id = NULL, lease_expires_at = NULL, stage = NULL, "
+                              "finished_at = ?, updated_at = ?, error = ? WHERE id = ?",
+                              (status, now, now, json.dumps(error), job_id))
+                    self._event(c, job_id, status, progress, None)
                 else:
                     c.execute("UPDATE jobs SET status = 'queued', worker_id = NULL, lease_expires_at = NULL, "
                               "progress = 0, stage = NULL, updated_at = ? WHERE id = ?", (now, job_id))
