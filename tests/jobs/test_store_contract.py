@@ -561,3 +561,20 @@ def test_postgres_schema_from_url_options(backend):
         assert store.migrate() == []
     finally:
         store.close()
+
+
+def test_postgres_store_works_without_psycopg_pool(backend, monkeypatch):
+    if backend.name != "postgres":
+        pytest.skip("PostgreSQL only")
+    import clipforge.jobs.postgres as pg
+
+    monkeypatch.setattr(pg, "ConnectionPool", None)  # as when psycopg_pool is not installed
+    store = pg.PostgresJobStore(PG_URL, schema=backend.schema)
+    try:
+        ids = {add(store).id for _ in range(10)}
+        with ThreadPoolExecutor(3) as pool:
+            claimed = [j for got in pool.map(lambda i: _claim_all(store, f"w{i}", ["preview"]), range(3))
+                       for j in got]
+        assert sorted(claimed) == sorted(ids)
+    finally:
+        store.close()

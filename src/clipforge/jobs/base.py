@@ -128,7 +128,11 @@ class JobStore(abc.ABC):
 
 
 def open_store(url: str) -> JobStore:
-    """A store for a database URL: `sqlite:///path`, `memory://`, `postgresql://...`."""
+    """A store for a database URL: `sqlite:///path`, `memory://`, `postgresql://...`.
+
+    A PostgreSQL URL may pick the schema the tables live in (created when missing):
+    `postgresql://host/db?options=-csearch_path%3Dclipforge`.
+    """
     if url.startswith("sqlite:///"):
         from clipforge.jobs.sqlite import SQLiteJobStore
 
