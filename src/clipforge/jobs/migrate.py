@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from importlib import resources
-from typing import Callable
 
 _NAME = re.compile(r"^(\d+)_[\w-]+\.sql$")
 
