@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clipforge.core.errors import Cancelled, EngineError, InvalidInput
+from clipforge.core.errors import EngineError, InvalidInput
 from clipforge.engines.base import Engine, EngineOutput, EngineRequest, Readiness, StepCallback, no_progress
 
 if TYPE_CHECKING:
@@ -96,8 +96,8 @@ def model_size(width: int, height: int, max_pixels: int, multiple: int) -> tuple
     min(max_pixels, width*height) pixels and never above `max_pixels`."""
     aspect = width / height
     pixels = max(min(max_pixels, width * height), multiple * multiple)
-    w = max(multiple, round(math.sqrt(pixels * aspect) / multiple) * multiple)
-    h = max(multiple, round(math.sqrt(pixels / aspect) / multiple) * multiple)
+    w = max(multiple, int(math.sqrt(pixels * aspect) / multiple + 0.5) * multiple)
+    h = max(multiple, int(math.sqrt(pixels / aspect) / multiple + 0.5) * multiple)
     while w * h > max(max_pixels, multiple * multiple):
         if w / h > aspect and w > multiple:
             w -= multiple
@@ -511,35 +511,32 @@ class LTX2Engine(Engine):
         total = sum(s.steps for s in stages)
         self._on_step, self._progress, self._stop = on_step, (0, total, stages[0].name), None
         video_latents = audio_latents = None
-        output = None
         for index, stage in enumerate(stages):
-            last = index == len(stages) - 1
             self._progress = (self._progress[0], total, stage.name)
             kwargs = self._stage_kwargs(plan, stage, request, embeds, generator)
             if video_latents is not None:
                 kwargs.update(latents=video_latents, audio_latents=audio_latents, noise_scale=stage.noise_scale)
-            kwargs["output_type"] = "pt" if (last and spec.generate_audio) else "latent"
             self._set_distilled(pipe, stage.distilled)
             self._activate(pipe)
-            output = pipe(**kwargs, callback_on_step_end=self._callback, callback_on_step_end_tensor_inputs=[],
-                          return_dict=False)
+            # Every stage returns latents; decoding is ours, so a cancel or `generate_audio: false`
+            # costs no VAE / vocoder work.
+            video_latents, audio_latents = pipe(
+                **kwargs, output_type="latent", return_dict=False, callback_on_step_end=self._callback,
+                callback_on_step_end_tensor_inputs=[])
             if self._stop is not None:
                 raise self._stop
-            if not last:
-                video_latents, audio_latents = output
+            if index < len(stages) - 1:
                 self._activate(self._upsample_pipe)
                 video_latents = self._upsample_pipe(latents=video_latents, output_type="latent",
                                                     return_dict=False)[0]
-        assert output is not None
+        video = self._decode_video(pipe, video_latents, generator)
+        audio_np, sample_rate = None, 48_000
         if spec.generate_audio:
-            video, audio = output
-            audio_np = audio[0].float().clamp(-1, 1).cpu().numpy()
+            audio_np = self._decode_audio(pipe, audio_latents)
             sample_rate = int(pipe.vocoder.config.output_sampling_rate)
-        else:
-            video = self._decode_video(pipe, output[0], generator)
-            audio_np, sample_rate = None, 48_000
-        frames = (video[0].float() * 255.0).round().clamp(0, 255).to(torch.uint8)  # (F, C, H, W)
-        frames = frames.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        pipe.maybe_free_model_hooks()
+        frames = _to_uint8(video[0])
+        del video
         info = {k: plan[k] for k in ("preset", "mode", "two_stage", "model_width", "model_height",
                                      "model_frames")}
         info.update(steps=[s.steps for s in stages], guidance=[s.guidance for s in stages],
@@ -628,7 +625,7 @@ class LTX2Engine(Engine):
         return {}
 
     def _decode_video(self, pipe: Any, latents: Any, generator: Any) -> Any:
-        """Decode the last stage's (denormalised) video latents as the pipeline would, without audio."""
+        """Decode the last stage's (denormalised) video latents as the pipeline's own decode does."""
         import torch
         from diffusers.utils.torch_utils import randn_tensor
 
@@ -648,9 +645,29 @@ class LTX2Engine(Engine):
             timestep = torch.tensor([t], device=device, dtype=latents.dtype)
         with torch.no_grad():
             video = vae.decode(latents.to(vae.dtype), timestep, return_dict=False)[0]
-            video = pipe.video_processor.postprocess_video(video, output_type="pt")
-        pipe.maybe_free_model_hooks()
-        return video
+            return pipe.video_processor.postprocess_video(video, output_type="pt")
+
+    @staticmethod
+    def _decode_audio(pipe: Any, audio_latents: Any) -> np.ndarray:
+        """Audio VAE -> mel spectrogram -> vocoder, as the pipeline does; float32 (channels, samples)."""
+        import torch
+
+        with torch.no_grad():
+            mel = pipe.audio_vae.decode(audio_latents.to(pipe.audio_vae.dtype), return_dict=False)[0]
+            audio = pipe.vocoder(mel)
+        return audio[0].float().clamp(-1, 1).cpu().numpy()
+
+
+def _to_uint8(video: Any, chunk: int = 16) -> np.ndarray:
+    """(F, C, H, W) floats in [0, 1] on any device -> (F, H, W, 3) uint8 on the CPU, a few frames at a time
+    (a 121-frame 720p clip is 1.3 GB as float32 but 330 MB as uint8)."""
+    import torch
+
+    out = np.empty((video.shape[0], video.shape[2], video.shape[3], video.shape[1]), dtype=np.uint8)
+    for start in range(0, video.shape[0], chunk):
+        part = (video[start:start + chunk].float() * 255.0).round().clamp(0, 255).to(torch.uint8)
+        out[start:start + chunk] = part.permute(0, 2, 3, 1).cpu().numpy()
+    return out
 
 
 def _fit(image: Image.Image | None, size: tuple[int, int]) -> Image.Image:

@@ -210,7 +210,7 @@ def selftest(workdir: Path) -> dict[str, Any]:
     for name, request in cases.items():
         steps: list[tuple[int, int, str]] = []
         t0 = time.perf_counter()
-        out = engine.generate(request, on_step=lambda s, n, st: steps.append((s, n, st)))
+        out = engine.generate(request, on_step=lambda s, n, st, steps=steps: steps.append((s, n, st)))
         frames = list(out.frames)
         elapsed = time.perf_counter() - t0
         audio = out.audio
