@@ -39,6 +39,10 @@ engines = ["slow"]
 task = "any"
 engines = ["medium"]
 
+[models."sora-2"]
+task = "any"
+engines = ["fixed"]
+
 [models."test/unready"]
 task = "any"
 engines = ["ltx2"]

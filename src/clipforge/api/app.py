@@ -6,7 +6,7 @@ import logging
 
 from fastapi import FastAPI
 
-from clipforge.api import aiml, system
+from clipforge.api import aiml, openai, playground, system
 from clipforge.api.auth import KeyRing
 from clipforge.api.errors import install_error_handlers
 from clipforge.api.limits import RateLimiter
@@ -39,7 +39,7 @@ def create_app(settings: Settings, store: JobStore | None = None, artifacts: Art
     app.state.services = Services(settings, store, artifacts, routing, keys,
                                   Submitter(store, artifacts, routing, settings, fetcher), RateLimiter())
     install_error_handlers(app)
-    for surface in (system, aiml):
+    for surface in (system, aiml, openai, playground):
         surface.attach_router(app)
     app.add_middleware(RequestContext, max_body=MAX_BODY)
     return app
