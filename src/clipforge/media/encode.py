@@ -12,6 +12,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from clipforge.media.stills import sprite_tile
+
 AUDIO_RATE = 48_000
 AUDIO_FRAME = 1024
 SPRITE_COUNT = 10
@@ -119,7 +121,7 @@ def encode_mp4(
                 if count == num_frames // 2:
                     result.thumbnail = rgb.copy()
                 if count in sprite_at:
-                    result.sprites.append(rgb.copy())
+                    result.sprites.append(sprite_tile(rgb))
                 count += 1
                 if on_frame:
                     on_frame(count, num_frames)
