@@ -3,7 +3,7 @@
 Keys file (`CLIPFORGE_KEYS_FILE`):
 
     [defaults]
-    requests_per_minute = 600      # 0: unlimited
+    requests_per_minute = 1200     # 0: unlimited
     max_active_jobs = 16           # generations queued or running at once; 0: unlimited
 
     [keys."cf-alice-secret"]
@@ -19,7 +19,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_REQUESTS_PER_MINUTE = 600
+DEFAULT_REQUESTS_PER_MINUTE = 1200
 DEFAULT_MAX_ACTIVE_JOBS = 16
 
 
