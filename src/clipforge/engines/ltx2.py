@@ -349,7 +349,7 @@ class LTX2Engine(Engine):
             self.text_device = te_device
         else:
             self._text_pipe = None
-            self.text_device = None
+            self.text_device = self.device  # every offload mode computes on `device`
 
         if self.two_stage:
             upsampler = LTX2LatentUpsamplerModel.from_pretrained(str(upsampler_dir), dtype=self.dtype,
@@ -630,7 +630,7 @@ class LTX2Engine(Engine):
         from diffusers.utils.torch_utils import randn_tensor
 
         vae = pipe.vae
-        device = pipe._execution_device
+        device = self.device  # the execution device in every offload mode (cheaper than asking the pipeline)
         latents = latents.to(device)
         timestep = None
         if vae.config.timestep_conditioning:
