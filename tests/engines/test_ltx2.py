@@ -251,3 +251,13 @@ def test_engine_output_equals_a_bare_diffusers_call(tiny_ltx2, engine):
     out, frames, _ = run(engine, request(width=64, height=64, prompt="a cat on the street", seed=9))
     assert np.array_equal(np.stack(frames), bare)
     assert np.array_equal(out.audio, audio[0].numpy())
+
+
+def test_selftest_reports_ok(tiny_ltx2, tmp_path):
+    from clipforge.engines.ltx2_tiny import selftest
+
+    (tmp_path / "tiny-ltx2").symlink_to(tiny_ltx2)  # reuse the session's checkpoint instead of rebuilding
+    report = selftest(tmp_path)
+    assert report["ok"], report
+    assert report["checks"]["t2v"]["frames"] == 120 and report["checks"]["worker"]["frames"] == 120
+    assert (tmp_path / "selftest.json").is_file()

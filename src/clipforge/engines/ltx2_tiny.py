@@ -173,10 +173,12 @@ def tiny_engine_config(path: Path, **overrides: Any) -> dict[str, Any]:
 
 
 def selftest(workdir: Path) -> dict[str, Any]:
-    """Build the tiny model under `workdir` and run the real `ltx2` engine on it (t2v, i2v).
+    """Build the tiny model under `workdir` and run the real `ltx2` engine on it (t2v, i2v, two-stage
+    with the latent upsampler), then one job through the real worker and MP4 encoder.
 
-    Returns a JSON-able report: `ok`, per-check results, and timings in seconds. Needs the
-    `models` extra (torch, diffusers, transformers) but no download and no GPU.
+    Returns a JSON-able report (also written to `workdir/selftest.json`): `ok`, per-check results,
+    and timings in seconds. Needs the `models` extra (torch, diffusers, transformers) but no
+    download and no GPU; takes a few seconds on 2 CPU cores.
     """
     import numpy as np
     from PIL import Image
@@ -192,7 +194,7 @@ def selftest(workdir: Path) -> dict[str, Any]:
     model_dir = build_tiny_ltx2(workdir / "tiny-ltx2")
     report["timings"]["build_s"] = round(time.perf_counter() - t0, 3)
 
-    config = tiny_engine_config(model_dir)
+    config = tiny_engine_config(model_dir, two_stage=True)
     ready = LTX2Engine.readiness(config)
     report["checks"]["readiness"] = ready.as_dict()
     engine = LTX2Engine(config)
@@ -234,6 +236,50 @@ def selftest(workdir: Path) -> dict[str, Any]:
         report["checks"][name] = check
         report["timings"][f"{name}_s"] = round(elapsed, 3)
     engine.unload()
+
+    t0 = time.perf_counter()
+    try:
+        worker_check = _worker_check(workdir, config)
+    except Exception as exc:  # report, don't crash: this is an install check
+        worker_check = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    report["checks"]["worker"] = worker_check
+    report["timings"]["worker_s"] = round(time.perf_counter() - t0, 3)
+    all_ok = all_ok and worker_check["ok"]
     report["ok"] = bool(all_ok)
     (workdir / "selftest.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _worker_check(workdir: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """One text-to-video job through the worker (memory job store, local files) to an MP4."""
+    from clipforge.core.job import Job, JobStatus
+    from clipforge.core.routing import parse_routing
+    from clipforge.core.settings import Settings
+    from clipforge.core.spec import GenerationSpec
+    from clipforge.jobs.memory import MemoryJobStore
+    from clipforge.media.probe import probe
+    from clipforge.storage.local import LocalArtifactStore
+    from clipforge.worker.loop import Worker
+
+    routing = parse_routing({"models": {"ltx-2": {"engines": ["ltx2"]}}, "engines": {"ltx2": config}})
+    store = MemoryJobStore()
+    artifacts = LocalArtifactStore(workdir / "media")
+    worker = Worker(store, artifacts, routing, Settings(home=workdir), worker_id="selftest")
+    worker.check_engines()
+    job = Job(id="selftest-t2v", owner="selftest", model="ltx-2", engine="ltx2",
+              params={"spec": GenerationSpec(prompt="waves on the ocean at sunset", size=(64, 36)).to_dict()})
+    store.create(job)
+    worker.run_once()
+    worker.runner.unload()
+    done = store.get(job.id)
+    check: dict[str, Any] = {"status": str(done.status.value if hasattr(done.status, "value") else done.status),
+                             "progress": done.progress, "error": done.error}
+    if done.status == JobStatus.COMPLETED:
+        path = artifacts.local_path(done.outputs["video"])
+        info = probe(path)
+        check.update(video=str(path), frames=info.video.frames, size=[info.video.width, info.video.height],
+                     duration=round(info.format_duration, 3),
+                     audio_rate=info.audio.sample_rate if info.audio else None)
+    check["ok"] = bool(done.status == JobStatus.COMPLETED and check.get("frames") == 120
+                       and check.get("size") == [64, 36] and check.get("audio_rate") == 48_000)
+    return check
