@@ -43,6 +43,10 @@ engines = ["medium"]
 task = "any"
 engines = ["fixed"]
 
+[models."test/fail"]
+task = "any"
+engines = ["failing"]
+
 [models."test/unready"]
 task = "any"
 engines = ["ltx2"]
@@ -59,6 +63,11 @@ step_seconds = 0.25
 class = "clipforge.engines.fixed:FixedEngine"
 steps = 8
 step_seconds = 0.25
+
+[engines.failing]
+class = "clipforge.engines.fixed:FixedEngine"
+steps = 1
+fail = "the test engine always fails"
 
 [engines.ltx2]
 path = "/nonexistent/ltx2-weights"
