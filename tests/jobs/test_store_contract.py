@@ -578,3 +578,63 @@ def test_postgres_store_works_without_psycopg_pool(backend, monkeypatch):
         assert sorted(claimed) == sorted(ids)
     finally:
         store.close()
+
+
+# -- release (graceful shutdown), metrics reads ----------------------------------------------------
+def test_release_requeues_without_counting_the_attempt(store):
+    job = add(store)
+    claimed = store.claim("w1", ["preview"], 60)
+    store.heartbeat(job.id, "w1", 60, progress=40, stage="denoising")
+    assert not store.release(job.id, "w2")  # only the holder hands a job back
+    assert store.release(job.id, "w1")
+    back = store.get(job.id)
+    assert (back.status, back.worker_id, back.attempts, back.progress, back.stage) == (
+        JobStatus.QUEUED, None, claimed.attempts - 1, 0, None)
+    assert store.events(job.id)[-1]["status"] == "queued"
+    assert store.heartbeat(job.id, "w1", 60) == LeaseState.LOST
+    assert not store.finish(job.id, "w1", JobStatus.COMPLETED)
+    again = store.claim("w2", ["preview"], 60)
+    assert again.id == job.id and again.attempts == claimed.attempts
+    assert not store.release(job.id, "w1")
+
+
+def test_release_of_a_cancel_requested_job_ends_it_cancelled(store):
+    job = add(store)
+    store.claim("w1", ["preview"], 60)
+    store.cancel(job.id, "alice")
+    assert store.release(job.id, "w1")
+    assert store.get(job.id).status == JobStatus.CANCELLED
+    assert store.claim("w2", ["preview"], 60) is None
+
+
+def test_postgres_release_wakes_waiting_workers(backend):
+    if backend.name != "postgres":
+        pytest.skip("LISTEN/NOTIFY: PostgreSQL only")
+    waiter, holder = backend.open(), backend.open()
+    job = add(holder)
+    assert holder.claim("w1", ["preview"], 60).id == job.id
+    waiter.wait_for_work(10)  # starts listening
+    timer = threading.Timer(0.3, holder.release, (job.id, "w1"))
+    started = time.monotonic()
+    timer.start()
+    waiter.wait_for_work(30)
+    timer.join()
+    assert time.monotonic() - started < 10
+    assert waiter.claim("w2", ["preview"], 60).id == job.id
+
+
+def test_counts_and_finished_since(store):
+    a, b, c = add(store), add(store), add(store, engine="other")
+    assert store.counts() == {("kling-video/v2.6/pro", "queued"): 3}
+    for _ in range(2):
+        job = store.claim("w1", ["preview"], 60)
+        store.finish(job.id, "w1", JobStatus.COMPLETED, outputs={"video": "v"})
+    store.cancel(c.id, "alice")
+    assert store.counts() == {("kling-video/v2.6/pro", "completed"): 2, ("kling-video/v2.6/pro", "cancelled"): 1}
+    done = store.finished_since(0.0)
+    assert [j.id for j in done[:2]] == [a.id, b.id] and {j.id for j in done} == {a.id, b.id, c.id}
+    assert all(j.finished_at is not None for j in done)
+    first = done[0]
+    assert [j.id for j in store.finished_since(first.finished_at, first.id)] == [j.id for j in done[1:]]
+    assert [j.id for j in store.finished_since(0.0, limit=1)] == [first.id]
+    assert store.finished_since(done[-1].finished_at, done[-1].id) == []

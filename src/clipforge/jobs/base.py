@@ -77,6 +77,12 @@ class JobStore(abc.ABC):
                expires_at: float | None = None) -> bool:
         """End a claimed job; False if the worker no longer holds it."""
 
+    def release(self, job_id: str, worker_id: str) -> bool:
+        """Hand a claimed job back to the queue without counting the attempt (a worker shutting
+        down); a job whose cancel was requested ends cancelled instead. False if the worker no
+        longer holds the job."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement release")
+
     @abc.abstractmethod
     def reclaim_expired(self) -> int:
         """Requeue (or fail, past max_attempts) running jobs whose lease has expired."""
@@ -110,6 +116,16 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def live_workers(self, within_seconds: float) -> list[dict[str, Any]]:
         """Workers that refreshed their row within the window: `{id, info, seen_at}`."""
+
+    # -- metrics ---------------------------------------------------------------------------
+    def counts(self) -> dict[tuple[str, str], int]:
+        """How many jobs the store holds per `(model, status)`."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement counts")
+
+    def finished_since(self, after: float, after_id: str = "", limit: int = 1000) -> list[Job]:
+        """Finished jobs (`finished_at` set) ordered by `(finished_at, id)`, strictly after
+        `(after, after_id)`: pages through what workers finished, for metrics."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement finished_since")
 
     def wait_for_work(self, timeout: float) -> None:
         """Block until a job may have become claimable, or `timeout` seconds pass.

@@ -114,6 +114,34 @@ class MemoryJobStore(JobStore):
             self._event(job)
             return True
 
+    def release(self, job_id: str, worker_id: str) -> bool:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.status != JobStatus.RUNNING or job.worker_id != worker_id:
+                return False
+            now = time.time()
+            job.worker_id, job.updated_at, job.stage, job.lease_expires_at = None, now, None, None
+            if job.cancel_requested:
+                job.status, job.error, job.finished_at = JobStatus.CANCELLED, dict(_CANCELLED), now
+            else:
+                job.status, job.progress, job.attempts = JobStatus.QUEUED, 0, max(0, job.attempts - 1)
+            self._event(job)
+            return True
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            out: dict[tuple[str, str], int] = {}
+            for job in self._jobs.values():
+                key = (job.model, job.status.value)
+                out[key] = out.get(key, 0) + 1
+            return out
+
+    def finished_since(self, after: float, after_id: str = "", limit: int = 1000) -> list[Job]:
+        with self._lock:
+            done = sorted((j for j in self._jobs.values() if j.finished_at is not None
+                           and (j.finished_at, j.id) > (after, after_id)), key=lambda j: (j.finished_at, j.id))
+            return [copy.deepcopy(j) for j in done[:limit]]
+
     def reclaim_expired(self) -> int:
         now = time.time()
         with self._lock:

@@ -83,6 +83,13 @@ Q_END_LOST = (f"UPDATE jobs SET status = %s, error = %s, worker_id = NULL, lease
               f"stage = NULL, finished_at = {_NOW}, updated_at = {_NOW} WHERE id = %s")
 Q_REQUEUE = ("UPDATE jobs SET status = 'queued', worker_id = NULL, lease_expires_at = NULL, progress = 0, "
              f"stage = NULL, updated_at = {_NOW} WHERE id = %s")
+Q_RELEASE_LOCK = ("SELECT cancel_requested, progress FROM jobs "
+                  "WHERE id = %s AND worker_id = %s AND status = 'running' FOR UPDATE")
+Q_RELEASE = ("UPDATE jobs SET status = 'queued', worker_id = NULL, lease_expires_at = NULL, progress = 0, "
+             f"stage = NULL, attempts = GREATEST(attempts - 1, 0), updated_at = {_NOW} WHERE id = %s")
+Q_COUNTS = "SELECT model, status, count(*) FROM jobs GROUP BY model, status"
+Q_FINISHED_SINCE = (f"{Q_SELECT} WHERE finished_at IS NOT NULL AND (finished_at, id) > (%s, %s) "
+                    "ORDER BY finished_at, id LIMIT %s")
 Q_CANCEL_QUEUED = (f"UPDATE jobs SET status = 'cancelled', error = %s, finished_at = {_NOW}, "
                    f"updated_at = {_NOW} WHERE id = %s RETURNING {_COLS}")
 Q_CANCEL_RUNNING = f"UPDATE jobs SET cancel_requested = TRUE, updated_at = {_NOW} WHERE id = %s RETURNING {_COLS}"
@@ -135,7 +142,7 @@ class PostgresJobStore(JobStore):
                 raise
         else:
             self._conn = psycopg.connect(self.conninfo, autocommit=True)
-        self.migrate()
+        self.applied_at_open = self.migrate()  # what opening applied (`clipforge migrate` reports it)
 
     # -- plumbing --------------------------------------------------------------------------
     @contextmanager
@@ -269,6 +276,26 @@ class PostgresJobStore(JobStore):
                     c.execute(Q_REQUEUE, (job_id,))  # the trigger wakes listening workers
                     self._event(c, job_id, "queued", 0, None)
             return len(rows)
+
+    def release(self, job_id: str, worker_id: str) -> bool:
+        with self._tx() as c:
+            row = c.execute(Q_RELEASE_LOCK, (job_id, worker_id)).fetchone()
+            if row is None:
+                return False
+            cancel_requested, progress = row
+            if cancel_requested:
+                c.execute(Q_END_LOST, ("cancelled", Jsonb(_CANCELLED), job_id))
+                self._event(c, job_id, "cancelled", progress, None)
+            else:
+                c.execute(Q_RELEASE, (job_id,))  # the trigger wakes listening workers
+                self._event(c, job_id, "queued", 0, None)
+            return True
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        return {(m, s): int(n) for m, s, n in self._read(Q_COUNTS)}
+
+    def finished_since(self, after: float, after_id: str = "", limit: int = 1000) -> list[Job]:
+        return [row_to_job(r) for r in self._read(Q_FINISHED_SINCE, (after, after_id, limit))]
 
     def wait_for_work(self, timeout: float) -> None:
         with self._listen_lock:

@@ -30,7 +30,7 @@ class SQLiteJobStore(JobStore):
         self._conn.execute("PRAGMA busy_timeout=30000")
         self._enable_wal()
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        self.migrate()
+        self.applied_at_open = self.migrate()  # what opening applied (`clipforge migrate` reports it)
 
     def _enable_wal(self, wait_seconds: float = 30.0) -> None:
         """Switch to WAL, retrying: the switch ignores busy_timeout, so processes opening a new
@@ -180,6 +180,33 @@ class SQLiteJobStore(JobStore):
             assert job is not None
             self._event(c, job_id, status.value, job.progress, None)
             return True
+
+    def release(self, job_id: str, worker_id: str) -> bool:
+        now = time.time()
+        with self._tx() as c:
+            job = self._one(c, job_id)
+            if job is None or job.status != JobStatus.RUNNING or job.worker_id != worker_id:
+                return False
+            if job.cancel_requested:
+                c.execute("UPDATE jobs SET status = 'cancelled', worker_id = NULL, lease_expires_at = NULL, "
+                          "stage = NULL, finished_at = ?, updated_at = ?, error = ? WHERE id = ?",
+                          (now, now, json.dumps({"name": "Cancelled", "message": "Cancelled by request"}), job_id))
+                self._event(c, job_id, "cancelled", job.progress, None)
+            else:
+                c.execute("UPDATE jobs SET status = 'queued', worker_id = NULL, lease_expires_at = NULL, "
+                          "progress = 0, stage = NULL, attempts = MAX(attempts - 1, 0), updated_at = ? "
+                          "WHERE id = ?", (now, job_id))
+                self._event(c, job_id, "queued", 0, None)
+            return True
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        rows = self._read("SELECT model, status, COUNT(*) FROM jobs GROUP BY model, status")
+        return {(m, s): int(n) for m, s, n in rows}
+
+    def finished_since(self, after: float, after_id: str = "", limit: int = 1000) -> list[Job]:
+        rows = self._read(f"{_SELECT} WHERE finished_at IS NOT NULL AND (finished_at, id) > (?, ?) "
+                          "ORDER BY finished_at, id LIMIT ?", (after, after_id, limit))
+        return [row_to_job(r) for r in rows]
 
     def reclaim_expired(self) -> int:
         now = time.time()
