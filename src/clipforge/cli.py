@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -206,10 +208,23 @@ def _read_image(path: Path | None, field: str) -> Any:
               type=click.Path(path_type=Path, exists=True, dir_okay=False), help="Routing TOML (engine settings).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("out.mp4"), show_default=True,
               help="Where to write the MP4.")
-def generate(prompt: str, image: Path | None, tail_image: Path | None, duration: str, aspect_ratio: str | None,
-             negative_prompt: str | None, cfg_scale: float, no_audio: bool, seed: int, engine: str,
-             models_config: Path | None, output: Path) -> None:
-    """Generate one clip in this process (no server), with a progress bar."""
+@click.option("--server", envvar="CLIPFORGE_SERVER", show_envvar=True, default=None,
+              help="Submit to this clipforge (or AIML API) base URL instead of generating in this process.")
+@click.option("--api-key", envvar="CLIPFORGE_API_KEY", show_envvar=True, default=None,
+              help="API key for --server [default: $AIMLAPI_API_KEY].")
+@click.option("--model", default=None, help="Model id for --server [default: the Kling 2.6 Pro i2v/t2v id].")
+@click.pass_context
+def generate(ctx: click.Context, prompt: str, image: Path | None, tail_image: Path | None, duration: str,
+             aspect_ratio: str | None, negative_prompt: str | None, cfg_scale: float, no_audio: bool, seed: int,
+             engine: str, models_config: Path | None, output: Path, server: str | None, api_key: str | None,
+             model: str | None) -> None:
+    """Generate one clip, in this process or (with --server) on a server, with a progress bar."""
+    if server:
+        given = {name: ctx.params[name] for name in ("seed", "cfg_scale")
+                 if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
+        return _generate_remote(server, api_key, output, prompt=prompt, image=image, tail_image=tail_image,
+                                duration=int(duration), aspect_ratio=aspect_ratio, negative_prompt=negative_prompt,
+                                generate_audio=False if no_audio else None, model=model, **given)
     from tqdm import tqdm
 
     from clipforge.core.routing import load_routing
@@ -243,6 +258,113 @@ def generate(prompt: str, image: Path | None, tail_image: Path | None, duration:
         bar.update(100 - bar.n)
     audio = "with audio" if result.has_audio else "no audio"
     click.echo(f"wrote {output} ({result.width}x{result.height}, {result.duration:.1f} s, {audio})")
+
+
+# -- client commands (talk to a running server through clipforge.client) --------------------------------
+@contextlib.contextmanager
+def _client_errors() -> Iterator[None]:
+    """SDK failures become one `Error: ...` line, like clipforge's own errors."""
+    from clipforge.client import APIConnectionError, ClipforgeClientError
+
+    try:
+        yield
+    except APIConnectionError as exc:
+        fail(f"cannot reach the server: {exc}")
+    except ClipforgeClientError as exc:
+        fail(str(exc))
+
+
+def _client(server: str | None, api_key: str | None) -> Any:
+    from clipforge.client import Client
+
+    return Client(base_url=server, api_key=api_key)
+
+
+def client_options(fn: Callable) -> Callable:
+    """--server, --api-key and --json, for the commands that only talk to a server."""
+    options = [
+        click.option("--server", envvar="CLIPFORGE_SERVER", show_envvar=True, default=None,
+                     help="Server base URL [default: $CLIPFORGE_BASE_URL or http://127.0.0.1:8000]."),
+        click.option("--api-key", envvar="CLIPFORGE_API_KEY", show_envvar=True, default=None,
+                     help="API key [default: $AIMLAPI_API_KEY]."),
+        click.option("--json", "as_json", is_flag=True, help="Print the server's JSON instead of a summary."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _summary(gen: Any) -> str:
+    progress = f" {gen.progress}%" if gen.progress is not None and not gen.done else ""
+    line = f"{gen.id}  {gen.status}{progress}"
+    if gen.queue_position is not None and gen.status == "queued":
+        line += f" (position {gen.queue_position} in queue)"
+    if gen.video_url:
+        line += f"  {gen.video_url}"
+    if gen.error:
+        line += f"  {gen.error.name}: {gen.error.message}"
+    return line
+
+
+def _generate_remote(server: str, api_key: str | None, output: Path, **request: Any) -> None:
+    from tqdm import tqdm
+
+    with _client_errors(), _client(server, api_key) as client:
+        job = client.generate(**request)
+        click.echo(f"submitted {job.id}", err=True)
+        with tqdm(total=100, unit="%", desc="queued", bar_format="{l_bar}{bar}| {n:.0f}/100 [{elapsed}]") as bar:
+            def on_progress(gen: Any) -> None:
+                bar.set_description(gen.stage or gen.status)
+                bar.update(max(0, (gen.progress or 0) - bar.n))
+
+            done = job.wait(on_progress=on_progress)
+            bar.update(100 - bar.n)
+        job.download(output)
+    size = f"{done.width}x{done.height}, " if done.width else ""
+    audio = {True: ", with audio", False: ", no audio"}.get(done.has_audio, "")
+    click.echo(f"wrote {output} ({size}{done.duration_seconds} s{audio}) from {done.id}")
+
+
+@main.command()
+@click.argument("generation_id")
+@client_options
+def status(generation_id: str, server: str | None, api_key: str | None, as_json: bool) -> None:
+    """Show one generation of a server."""
+    with _client_errors(), _client(server, api_key) as client:
+        gen = client.get(generation_id)
+    click.echo(json.dumps(gen.raw, indent=2) if as_json else _summary(gen))
+
+
+@main.command("list")
+@click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True, help="Generations per page.")
+@click.option("--after", default=None, help="Start after this generation id (the previous page's cursor).")
+@click.option("--status", "status_", default=None,
+              type=click.Choice(["queued", "generating", "completed", "failed", "cancelled", "expired"]),
+              help="Only generations in this state.")
+@client_options
+def list_generations(limit: int, after: str | None, status_: str | None, server: str | None, api_key: str | None,
+                     as_json: bool) -> None:
+    """List a server's generations, newest first."""
+    with _client_errors(), _client(server, api_key) as client:
+        page = client.list(limit=limit, after=after, status=status_)
+    if as_json:
+        click.echo(json.dumps({"data": [g.raw for g in page], "has_more": page.has_more,
+                               "next_cursor": page.next_cursor}, indent=2))
+        return
+    for gen in page:
+        click.echo(_summary(gen))
+    if page.has_more:
+        click.echo(f"(more: --after {page.next_cursor})", err=True)
+
+
+@main.command()
+@click.argument("generation_id")
+@client_options
+def cancel(generation_id: str, server: str | None, api_key: str | None, as_json: bool) -> None:
+    """Cancel a queued or running generation on a server."""
+    with _client_errors(), _client(server, api_key) as client:
+        gen = client.cancel(generation_id)
+    click.echo(json.dumps(gen.raw, indent=2) if as_json else f"cancel requested: {_summary(gen)}")
 
 
 if __name__ == "__main__":  # pragma: no cover
