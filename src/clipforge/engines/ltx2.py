@@ -39,7 +39,8 @@ Config (`[engines.ltx2]`), all optional except `path`:
   dtype                 "auto" (bfloat16 on CUDA, float32 on CPU) | bfloat16 | float16 | float32
   device                "auto" (cuda if available) | cuda | cuda:1 | cpu ...
   offload               none | model | sequential | group (CPU offload flavours of diffusers)
-  vae_tiling            decode the VAE in tiles (default true on CUDA)
+  vae_tiling            decode the VAE in spatial tiles (default true on CUDA)
+  vae_temporal_tiling   also decode in overlapping groups of frames (default false)
   compile               regional torch.compile of the transformer blocks (default false)
   text_encoder_device   where Gemma runs, e.g. "cpu" while the rest is on CUDA (default: with the rest)
   text_encoder_dtype    its dtype (default: `dtype`)
@@ -57,6 +58,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -321,8 +323,9 @@ class LTX2Engine(Engine):
 
         i2v = LTX2ImageToVideoPipeline.from_pretrained(str(root), dtype=self.dtype, local_files_only=True)
         i2v.set_progress_bar_config(disable=True)
-        t2v = LTX2Pipeline.from_pipe(i2v, dtype=self.dtype)
-        cond = LTX2ConditionPipeline.from_pipe(i2v, dtype=self.dtype)
+        with _quiet("diffusers.models.modeling_utils"):  # from_pipe re-applies the (same) dtype: no-op
+            t2v = LTX2Pipeline.from_pipe(i2v, dtype=self.dtype)
+            cond = LTX2ConditionPipeline.from_pipe(i2v, dtype=self.dtype)
         self._pipes = {"i2v": i2v, "t2v": t2v, "flf": cond}
         for pipe in self._pipes.values():
             pipe.set_progress_bar_config(disable=True)
@@ -366,6 +369,8 @@ class LTX2Engine(Engine):
         self._place(torch)
         if c.get("vae_tiling", self.device.type == "cuda"):
             i2v.vae.enable_tiling()
+        if c.get("vae_temporal_tiling", False):
+            i2v.vae.use_framewise_encoding = i2v.vae.use_framewise_decoding = True
         if c.get("compile", False):
             i2v.transformer.compile_repeated_blocks(fullgraph=bool(c.get("compile_fullgraph", False)))
         self.load_seconds = time.perf_counter() - started
@@ -656,6 +661,17 @@ class LTX2Engine(Engine):
             mel = pipe.audio_vae.decode(audio_latents.to(pipe.audio_vae.dtype), return_dict=False)[0]
             audio = pipe.vocoder(mel)
         return audio[0].float().clamp(-1, 1).cpu().numpy()
+
+
+@contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _to_uint8(video: Any, chunk: int = 16) -> np.ndarray:
