@@ -402,6 +402,7 @@
     video.removeAttribute("src");
     video.load();
     render();
+    renderCode();
     markCurrentTile();
     if (IN_FLIGHT.has(gen.status)) follow(gen.id);
   }
@@ -413,14 +414,20 @@
     updateTile(state.current);
   }
 
+  // "error" covers cancelled and expired jobs too (the AIML enum); show which it was.
+  function label(g) {
+    const name = g.error && g.error.name;
+    return g.status === "error" && (name === "Cancelled" || name === "Expired") ? name.toLowerCase() : g.status;
+  }
+
   function render() {
     const g = state.current;
     $("#output-empty").hidden = !!g;
     const pill = $("#status-pill");
     pill.hidden = !g;
     if (!g) { $("#progress-block").hidden = $("#player").hidden = $("#actions").hidden = $("#gen-error").hidden = true; return; }
-    pill.textContent = g.status;
-    pill.className = "status-pill " + g.status;
+    pill.textContent = label(g);
+    pill.className = "status-pill " + label(g);
     const done = g.status === "completed";
     const running = IN_FLIGHT.has(g.status);
     const pct = done ? 100 : Math.max(0, Math.min(100, Math.round(g.progress || 0)));
@@ -675,8 +682,8 @@
       shot.textContent = gen.status === "error" ? "✕" : "…";
     }
     const badge = document.createElement("span");
-    badge.className = "badge " + gen.status;
-    badge.textContent = gen.status === "generating" ? `${Math.round(gen.progress || 0)}%` : gen.status;
+    badge.className = "badge " + label(gen);
+    badge.textContent = gen.status === "generating" ? `${Math.round(gen.progress || 0)}%` : label(gen);
     shot.append(badge);
     if (IN_FLIGHT.has(gen.status)) {
       const mini = document.createElement("span");
@@ -768,10 +775,10 @@
         `  -H "Content-Type: application/json" \\`,
         `  -d ${shellQuote(json)}`);
     }
-    const id = state.current ? state.current.id : "<GENERATION_ID>";
+    const id = state.current ? encodeURIComponent(state.current.id) : "<GENERATION_ID>";
     lines.push("", "# then poll until status is completed (or error); video.url is the MP4",
       `curl -sS -H "Authorization: Bearer <YOUR_API_KEY>" \\`,
-      `  ${shellQuote(GEN + "?generation_id=" + encodeURIComponent(id))}`);
+      `  ${shellQuote(GEN + "?generation_id=" + id)}`);
     return highlightShell(lines.join("\n"));
   }
 
