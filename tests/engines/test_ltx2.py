@@ -127,9 +127,19 @@ def test_seed_makes_it_deterministic(engine):
 def test_progress_counts_every_step_of_both_stages(engine, engine2):
     _, _, steps = run(engine, request())
     assert [s for s, _, _ in steps] == [1, 2, 3, 4] and {n for _, n, _ in steps} == {4}
-    _, _, steps = run(engine2, request())
+    from diffusers.pipelines.ltx2.utils import STAGE_2_DISTILLED_SIGMA_VALUES
+
+    timesteps: list[float] = []
+    handle = engine2._pipes["t2v"].transformer.register_forward_pre_hook(
+        lambda m, args, kwargs: timesteps.append(float(kwargs["timestep"].flatten()[0])), with_kwargs=True)
+    try:
+        _, _, steps = run(engine2, request())
+    finally:
+        handle.remove()
     assert [s for s, _, _ in steps] == list(range(1, 8)) and {n for _, n, _ in steps} == {7}
     assert [st for _, _, st in steps] == ["stage1"] * 4 + ["stage2"] * 3
+    np.testing.assert_allclose(timesteps[4:], [1000 * s for s in STAGE_2_DISTILLED_SIGMA_VALUES], rtol=1e-5)
+    assert timesteps[0] == pytest.approx(1000.0)  # stage 1: the checkpoint's own (shifted) schedule
 
 
 @pytest.mark.parametrize("cancel_at", [2, 6])
@@ -168,9 +178,19 @@ def test_cfg_zero_runs_without_negative_branch(engine):
 
 
 def test_fast_preset_uses_distilled_sigmas(tiny_ltx2):
+    from diffusers.pipelines.ltx2.utils import DISTILLED_SIGMA_VALUES, STAGE_2_DISTILLED_SIGMA_VALUES
+
     eng = LTX2Engine(tiny_engine_config(tiny_ltx2, two_stage=True, preset="fast", distilled=True))
     eng.load()
-    out, frames, steps = run(eng, request(seed=3))
+    timesteps: list[float] = []
+    handle = eng._pipes["t2v"].transformer.register_forward_pre_hook(
+        lambda m, args, kwargs: timesteps.append(float(kwargs["timestep"].flatten()[0])), with_kwargs=True)
+    try:
+        out, frames, steps = run(eng, request(seed=3))
+    finally:
+        handle.remove()
+    expected = [1000 * s for s in DISTILLED_SIGMA_VALUES + STAGE_2_DISTILLED_SIGMA_VALUES]
+    np.testing.assert_allclose(timesteps, expected, rtol=1e-5)  # the distilled sigmas, unshifted
     assert out.info["preset"] == "fast" and out.info["steps"] == [8, 3] and out.info["guidance"] == [1.0, 1.0]
     assert len(frames) == 120 and steps[-1][:2] == (11, 11)
     eng.unload()

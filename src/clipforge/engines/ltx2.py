@@ -522,6 +522,8 @@ class LTX2Engine(Engine):
             if video_latents is not None:
                 kwargs.update(latents=video_latents, audio_latents=audio_latents, noise_scale=stage.noise_scale)
             self._set_distilled(pipe, stage.distilled)
+            # Distilled sigmas are used as they are (no dynamic shifting), as diffusers' LTX-2 docs do.
+            pipe.scheduler = self._sched_distilled if stage.sigmas is not None else self._sched_base
             self._activate(pipe)
             # Every stage returns latents; decoding is ours, so a cancel or `generate_audio: false`
             # costs no VAE / vocoder work.
