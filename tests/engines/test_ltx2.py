@@ -281,3 +281,9 @@ def test_selftest_reports_ok(tiny_ltx2, tmp_path):
     assert report["ok"], report
     assert report["checks"]["t2v"]["frames"] == 120 and report["checks"]["worker"]["frames"] == 120
     assert (tmp_path / "selftest.json").is_file()
+
+
+def test_ten_seconds_is_241_model_frames_trimmed_to_240(engine2):
+    out, frames, _ = run(engine2, request(duration=10, seed=2))
+    assert out.info["model_frames"] == 241 and len(frames) == out.num_frames == 240
+    assert abs(out.audio.shape[1] / out.sample_rate - 241 / 24) < 0.05
