@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -36,7 +37,7 @@ def page(browser, live_server: LiveServer):
     context.close()
 
 
-def sign_in(page, server: LiveServer) -> None:
+def sign_in(page, server: LiveServer, shot: Path | None = None) -> None:
     """Open the page and enter the key in its dialog, as a new user would."""
     page.goto(server.url + "/")
     assert page.url == server.url + "/playground"
@@ -44,6 +45,8 @@ def sign_in(page, server: LiveServer) -> None:
     page.fill("#key-input", "wrong-key")
     page.click("#key-save")
     page.wait_for_function("() => document.querySelector('#key-error').textContent.includes('invalid API key')")
+    if shot:
+        page.screenshot(path=str(shot))
     page.fill("#key-input", server.keys[0])
     page.click("#key-save")
     page.locator("#key-dialog").wait_for(state="hidden")
@@ -76,7 +79,7 @@ def test_upload_generate_play_and_gallery(page, live_server: LiveServer, model: 
                                           artifacts: Path):
     requests_seen: list[str] = []
     page.on("request", lambda req: requests_seen.append(req.url))
-    sign_in(page, live_server)
+    sign_in(page, live_server, shot=artifacts / "00-key-dialog.png")
     assert page.evaluate("localStorage.getItem('clipforge.key')") == f'"{live_server.keys[0]}"'
     page.select_option("#model", model)
     assert "Ready" in page.inner_text("#model-hint")
@@ -105,7 +108,8 @@ def test_upload_generate_play_and_gallery(page, live_server: LiveServer, model: 
     page.wait_for_function("() => document.querySelector('#video').currentTime > 0.3", timeout=20_000)
     page.evaluate("document.querySelector('#video').pause()")
     assert page.evaluate("document.querySelector('#video').webkitAudioDecodedByteCount") > 0
-    assert page.evaluate("document.querySelector('#video').videoWidth") == 480
+    width, height = page.evaluate("(v => [v.videoWidth, v.videoHeight])(document.querySelector('#video'))")
+    assert abs(width / height - 1.5) < 0.02, (width, height)  # i2v keeps the 480x320 image's aspect
     assert page.get_attribute("#download", "href") == page.evaluate("document.querySelector('#video').src")
     assert "5 s" in page.inner_text("#gen-meta") and "with audio" in page.inner_text("#gen-meta")
     page.screenshot(path=str(artifacts / "02-completed.png"), full_page=True)
@@ -120,6 +124,7 @@ def test_upload_generate_play_and_gallery(page, live_server: LiveServer, model: 
     assert "A colourful scene" in tile.inner_text()
     tile.click()
     page.wait_for_function("() => document.querySelector('#video').readyState >= 1")
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(artifacts / "03-gallery-after-reload.png"), full_page=True)
 
     # Everything the page loaded came from this server (no CDN, no fonts, nothing external).
@@ -242,3 +247,34 @@ def test_phone_width_layout(browser, live_server: LiveServer, model: str, tmp_pa
         page.screenshot(path=str(artifacts / "07-phone-output.png"))
     finally:
         context.close()
+
+
+def test_without_events_or_listing_it_polls_and_keeps_its_own_ids(page, live_server: LiveServer, tmp_path: Path,
+                                                                 artifacts: Path):
+    """Older servers: no SSE, no listing. The page polls at the Retry-After pace and lists the ids it made."""
+    def missing(route):
+        route.fulfill(status=404, json={"statusCode": 404, "message": "no route"})
+
+    page.route("**/events", missing)
+    page.route(lambda url: "/v2/video/generations?" in url and "generation_id=" not in url, missing)
+    polls: list[float] = []
+    page.on("request", lambda req: polls.append(time.monotonic())
+            if re.search(r"/v2/video/generations/[^/?]+$", req.url) and req.method == "GET" else None)
+    sign_in(page, live_server)
+    page.select_option("#model", "test/medium")
+    page.fill("#prompt", "polled, not streamed")
+    page.click('#aspect button[data-value="1:1"]')
+    page.click("#submit")
+    page.wait_for_function("() => document.querySelector('#status-pill').textContent === 'completed'", timeout=60_000)
+    assert page.inner_text("#progress-pct") == "100%"
+    assert len(polls) >= 2
+    gaps = [b - a for a, b in zip(polls, polls[1:], strict=False)]
+    assert min(gaps) > 1.5, gaps  # the server's Retry-After is 2 s
+    gen_id = page.evaluate("JSON.parse(localStorage.getItem('clipforge.ids'))[0]")
+
+    page.reload()
+    tile = page.locator(f'.tile[data-id="{gen_id}"]')
+    tile.wait_for()
+    assert "polled, not streamed" in tile.inner_text()
+    assert "created in this browser" in page.inner_text("#gallery-source")
+    page.screenshot(path=str(artifacts / "08-fallback-gallery.png"), full_page=True)

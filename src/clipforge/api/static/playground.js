@@ -357,6 +357,7 @@
       const { data } = await api(GEN, { method: "POST", body });
       remember(data.id, body.prompt);
       showGeneration(data);
+      revealOutput();
       loadGallery(true);
     } catch (err) {
       if (err instanceof ApiError) {
@@ -405,6 +406,11 @@
     renderCode();
     markCurrentTile();
     if (IN_FLIGHT.has(gen.status)) follow(gen.id);
+  }
+
+  // On one-column (phone) layouts the output sits below the form: bring it into view.
+  function revealOutput() {
+    if (window.matchMedia("(max-width: 820px)").matches) $("#output").scrollIntoView({ behavior: "smooth", block: "start" });
   }
 
   function update(id, patch) {
@@ -457,6 +463,7 @@
     const failed = g.status === "error";
     const errBox = $("#gen-error");
     errBox.hidden = !failed;
+    errBox.classList.toggle("neutral", label(g) !== "error");
     if (failed) {
       errBox.textContent = "";
       const name = document.createElement("strong");
@@ -514,7 +521,6 @@
   async function follow(id) {
     const f = { stop: false, abort: new AbortController() };
     state.follow = f;
-    pollQueued(id, f);
     let ended = false;
     try {
       ended = await followEvents(id, f);
@@ -531,6 +537,7 @@
     });
     const type = res.headers.get("content-type") || "";
     if (!res.ok || !type.startsWith("text/event-stream") || !res.body) return false;
+    pollQueued(id, f);
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
     for (;;) {
@@ -639,8 +646,10 @@
       g.listing = false;
       g.cursor = null;
       const ids = store.get(LS.ids, []).slice(0, 48);
-      const results = await Promise.all(ids.map((id) =>
-        api(`${GEN}/${encodeURIComponent(id)}`).then((r) => r.data).catch((e) => {
+      // The generation in the output panel is kept fresh by its own follower: no second poll for it.
+      const results = await Promise.all(ids.map((id) => (state.current && state.current.id === id
+        ? Promise.resolve({ ...state.current })
+        : api(`${GEN}/${encodeURIComponent(id)}`).then((r) => r.data)).catch((e) => {
           if (e instanceof ApiError && e.status === 404) forget(id);
           return null;
         })));
@@ -703,7 +712,7 @@
     cap.append(p, m);
     el.append(shot, cap);
     el.title = gen.id;
-    el.addEventListener("click", () => showGeneration(gen));
+    el.addEventListener("click", () => { showGeneration(gen); revealOutput(); });
     return el;
   }
 
