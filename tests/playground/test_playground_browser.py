@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -170,6 +171,20 @@ def test_other_field_errors_land_on_their_field(page, live_server: LiveServer, m
     page.click("#submit")
     page.wait_for_function("() => document.querySelector('[data-error-for=seed]').textContent.startsWith('seed')")
     assert page.inner_text('[data-error-for="prompt"]') == ""
+
+    # A last frame dropped (drag and drop) without a first image: the API names tail_image_url.
+    page.fill("#seed", "")
+    png = base64.b64encode(gradient_image(320, 320)).decode()
+    transfer = page.evaluate_handle("""b64 => { const dt = new DataTransfer();
+        const bin = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+        dt.items.add(new File([bin], 'dropped.png', {type: 'image/png'})); return dt; }""", png)
+    page.dispatch_event("#tail-drop", "drop", {"dataTransfer": transfer})
+    page.locator("#tail-field .drop.has-image").wait_for()
+    assert "dropped.png" in page.inner_text("#tail-field .name")
+    page.click("#submit")
+    page.wait_for_function(
+        "() => document.querySelector('[data-error-for=tail_image_url]').textContent.includes('image_url')")
+    assert page.inner_text('[data-error-for="image_url"]') == ""
 
 
 def test_cancel_a_running_generation(page, live_server: LiveServer, artifacts: Path):
