@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	# range in pyproject's `models` extra is then already satisfied.
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -e ".[models,postgres,s3,dev]"
+	# Debian's chromium for the playground's browser tests (never a downloaded browser); root only.
+	command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || apt-get install -y --no-install-recommends chromium \
+		|| (apt-get update && apt-get install -y --no-install-recommends chromium) || true
 	touch $(STAMP)
 
 install: $(STAMP)

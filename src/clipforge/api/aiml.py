@@ -108,6 +108,7 @@ def generation_view(job: Job, request: Request, svc: Services, position: int | N
                    "duration_seconds": job.params["spec"]["duration"], "has_audio": out.get("has_audio"),
                    "width": out.get("width"), "height": out.get("height")} if done else None,
         "error": error,
+        "prompt": job.params["spec"].get("prompt"),
         "seed": job.params["spec"].get("seed"),
         "expires_at": int(job.expires_at) if job.expires_at else None,
         "meta": usage(job),

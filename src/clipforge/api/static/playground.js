@@ -705,7 +705,7 @@
     const p = document.createElement("span");
     p.className = "p";
     const note = notes[gen.id];
-    p.textContent = (note && note.prompt) || gen.model;
+    p.textContent = gen.prompt || (note && note.prompt) || gen.model;
     const m = document.createElement("span");
     m.className = "m";
     m.textContent = [note ? gen.model : null, gen.created ? ago(gen.created) : null].filter(Boolean).join(" · ");
