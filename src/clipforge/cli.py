@@ -21,9 +21,11 @@ from clipforge.core.settings import Settings
 log = logging.getLogger("clipforge")
 
 
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def configure_logging(level: str = "INFO", fmt: str | None = None) -> None:
+    """Text or JSON lines (with request and job ids) on stderr; the format from CLIPFORGE_LOG_FORMAT when unset."""
+    from clipforge.core.logs import configure_logging as configure
+
+    configure(level, fmt or os.environ.get("CLIPFORGE_LOG_FORMAT") or "text")
 
 
 def settings_options(fn: Callable) -> Callable:
@@ -53,6 +55,25 @@ def settings_options(fn: Callable) -> Callable:
                      help="A running job whose worker is silent this long is retried by another."),
         click.option("--retention-hours", envvar="CLIPFORGE_RETENTION_HOURS", show_envvar=True, type=float,
                      default=168.0, show_default=True, help="Outputs are deleted this long after completion."),
+        click.option("--log-format", envvar="CLIPFORGE_LOG_FORMAT", show_envvar=True, default="text",
+                     type=click.Choice(["text", "json"]), show_default=True,
+                     help="Log lines as text, or one JSON object per line carrying request and job ids."),
+        click.option("--shutdown-grace-seconds", envvar="CLIPFORGE_SHUTDOWN_GRACE_SECONDS", show_envvar=True,
+                     type=float, default=30.0, show_default=True,
+                     help="On SIGTERM a worker's running job may finish this long; then it goes back to the queue."),
+        click.option("--metrics-auth/--no-metrics-auth", envvar="CLIPFORGE_METRICS_AUTH", show_envvar=True,
+                     default=False, help="Require an API key on /metrics [default: open]."),
+        click.option("--s3-endpoint-url", envvar="CLIPFORGE_S3_ENDPOINT_URL", show_envvar=True, default=None,
+                     help="S3-compatible endpoint (MinIO, R2, Ceph...) [default: AWS]."),
+        click.option("--s3-region", envvar="CLIPFORGE_S3_REGION", show_envvar=True, default=None,
+                     help="S3 region [default: boto3's (AWS_REGION), else us-east-1]."),
+        click.option("--s3-access-key-id", envvar="CLIPFORGE_S3_ACCESS_KEY_ID", show_envvar=True, default=None,
+                     help="S3 access key [default: boto3's chain: AWS_* env, profile, instance role]."),
+        click.option("--s3-secret-access-key", envvar="CLIPFORGE_S3_SECRET_ACCESS_KEY", show_envvar=True,
+                     default=None, help="S3 secret key (prefer the env var to the flag)."),
+        click.option("--s3-addressing-style", envvar="CLIPFORGE_S3_ADDRESSING_STYLE", show_envvar=True,
+                     default=None, type=click.Choice(["auto", "path", "virtual"]),
+                     help="Bucket in the path or in the host name [default: auto; MinIO usually needs path]."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -61,12 +82,17 @@ def settings_options(fn: Callable) -> Callable:
 
 def build_settings(home: Path, api_keys: str | None, keys_file: Path | None, database_url: str | None,
                    storage_url: str | None, public_url: str | None, models_config: Path | None,
-                   allow_private_urls: bool, lease_seconds: float, retention_hours: float, **_: Any) -> Settings:
+                   allow_private_urls: bool, lease_seconds: float, retention_hours: float, **more: Any) -> Settings:
     keys = tuple(k.strip() for k in (api_keys or "").split(",") if k.strip())
+    extra = {k: more[k] for k in _MORE_SETTINGS if more.get(k) is not None}
     return Settings(home=home, api_keys=keys, keys_file=keys_file, database_url=database_url, storage_url=storage_url,
                     public_url=public_url, models_config=models_config, allow_private_urls=allow_private_urls,
                     lease_seconds=lease_seconds, heartbeat_seconds=max(0.5, min(5.0, lease_seconds / 4)),
-                    retention_seconds=retention_hours * 3600)
+                    retention_seconds=retention_hours * 3600, **extra)
+
+
+_MORE_SETTINGS = ("log_format", "shutdown_grace_seconds", "metrics_auth", "s3_endpoint_url", "s3_region",
+                  "s3_access_key_id", "s3_secret_access_key", "s3_addressing_style")
 
 
 def fail(message: str) -> None:
@@ -111,11 +137,14 @@ def run_worker(settings: Settings, engines: list[str] | None = None, embedded: b
 
     if embedded:
         _die_with_parent()
-    configure_logging()
+    configure_logging(fmt=settings.log_format)
     store = open_store(settings.resolved_database_url)
-    worker = Worker(store, open_artifacts(settings.resolved_storage_url), load_routing(settings.models_config),
-                    settings, engines=engines)
-    signal.signal(signal.SIGTERM, lambda *_: worker.stop_event.set())
+    artifacts = open_artifacts(settings.resolved_storage_url, **settings.storage_options)
+    worker = Worker(store, artifacts, load_routing(settings.models_config), settings, engines=engines)
+    # SIGTERM (systemd, docker stop) and SIGINT (Ctrl-C reaches the whole process group): stop claiming,
+    # let the running job finish within the grace period, else hand it back to the queue.
+    signal.signal(signal.SIGTERM, lambda *_: worker.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: worker.request_stop())
     for name, state in worker.check_engines().items():
         log.info("engine %s: %s", name, "ready" if state.ready else f"not ready ({state.reason})")
     worker.run_forever()
@@ -133,8 +162,8 @@ def serve(host: str, port: int, workers: int, **options: Any) -> None:
 
     from clipforge.api.app import create_app
 
-    configure_logging()
     settings = build_settings(**options).with_keys()
+    configure_logging(fmt=settings.log_format)
     if not options.get("api_keys") and not options.get("keys_file"):
         log.info("API key (from %s): %s", settings.home / "api-key", settings.api_keys[0])
     app = create_app(settings)
@@ -144,21 +173,122 @@ def serve(host: str, port: int, workers: int, **options: Any) -> None:
     for proc in procs:
         proc.start()
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        # JSON logs: leave logging to us (log_config=None), so uvicorn's records carry the request id too.
+        uvicorn.run(app, host=host, port=port, log_level="info",
+                    **({"log_config": None} if settings.log_format == "json" else {}))
     finally:
         for proc in procs:
             proc.terminate()
         for proc in procs:
-            proc.join(timeout=30)
+            proc.join(timeout=settings.shutdown_grace_seconds + 15)
+
+
+def _pool_child(settings: Settings, engines: list[str] | None, gpu: str | None) -> None:
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    run_worker(settings, engines, embedded=True)
+
+
+def run_worker_pool(settings: Settings, engines: list[str] | None, gpus: list[str | None]) -> None:
+    """One worker process per slot (each runs one job at a time, so engines that hold the GIL scale);
+    a child that dies is restarted; SIGTERM/SIGINT is passed on and the children get their grace period."""
+    import threading
+    import time
+
+    configure_logging(fmt=settings.log_format)
+    ctx = multiprocessing.get_context("spawn")
+    stopping = threading.Event()
+    procs: list[Any] = [None] * len(gpus)
+
+    def start(i: int) -> None:
+        procs[i] = ctx.Process(target=_pool_child, args=(settings, engines, gpus[i]), name=f"worker-{i}")
+        procs[i].start()
+        log.info("worker slot %d: pid %d%s", i, procs[i].pid, f" (GPU {gpus[i]})" if gpus[i] is not None else "")
+
+    def stop(*_: Any) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for i in range(len(gpus)):
+        start(i)
+    restarts = [0.0] * len(gpus)
+    while not stopping.wait(0.5):
+        for i, proc in enumerate(procs):
+            if not proc.is_alive() and time.monotonic() - restarts[i] > 5:  # at most one restart per 5 s
+                log.warning("worker slot %d: pid %d exited with %s; restarting", i, proc.pid, proc.exitcode)
+                restarts[i] = time.monotonic()
+                start(i)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    deadline = time.monotonic() + settings.shutdown_grace_seconds + 15
+    for proc in procs:
+        proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            log.error("worker pid %d did not stop in time; killing it", proc.pid)
+            proc.kill()
+            proc.join()
 
 
 @main.command()
 @click.option("--engines", default=None, help="Comma-separated engines to serve [default: all routed ones].")
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1),
+              help="Worker processes in this command, each running one job at a time.")
+@click.option("--gpus", default=None,
+              help="Comma-separated GPU ids, one worker process per GPU (sets CUDA_VISIBLE_DEVICES for each; "
+                   "implies --concurrency).")
 @settings_options
-def worker(engines: str | None, **options: Any) -> None:
-    """Run one worker process (one per GPU in a fleet)."""
+def worker(engines: str | None, concurrency: int, gpus: str | None, **options: Any) -> None:
+    """Run workers: one process by default; --concurrency N or --gpus 0,1,... for several."""
     names = [e.strip() for e in engines.split(",") if e.strip()] if engines else None
-    run_worker(build_settings(**options), names)
+    settings = build_settings(**options)
+    if names:
+        from clipforge.core.routing import load_routing
+
+        routed = load_routing(settings.models_config).engine_names
+        unknown = [n for n in names if n not in routed]
+        if unknown:
+            fail(f"--engines: {', '.join(unknown)} not routed by any model; routed engines: {', '.join(routed)}")
+    slots: list[str | None] = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else [None] * concurrency
+    if len(slots) == 1:
+        if slots[0] is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = slots[0]
+        run_worker(settings, names)
+    else:
+        run_worker_pool(settings, names, slots)
+
+
+@main.command()
+@settings_options
+def migrate(**options: Any) -> None:
+    """Apply pending schema migrations to the configured database and print what was applied."""
+    from clipforge.jobs.base import open_store
+    from clipforge.jobs.migrate import migration_files
+
+    settings = build_settings(**options)
+    url = settings.resolved_database_url
+    shown = _redact(url)
+    try:
+        store = open_store(url)
+    except Exception as exc:  # noqa: BLE001 - one line for the operator, not a traceback
+        fail(f"cannot open the database {shown}: {exc}")
+    try:
+        applied = list(getattr(store, "applied_at_open", [])) + store.migrate()
+    finally:
+        store.close()
+    backend = "postgres" if url.startswith("postgres") else "sqlite" if url.startswith("sqlite") else None
+    latest = migration_files(backend)[-1][1] if backend else "n/a"
+    for name in applied:
+        click.echo(f"applied {name}")
+    click.echo(f"{shown}: {'up to date' if not applied else f'{len(applied)} applied'}; schema at {latest}")
+
+
+def _redact(url: str) -> str:
+    """The URL with any password replaced by ***."""
+    import re
+
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 # -- models ----------------------------------------------------------------------------------------
@@ -177,6 +307,43 @@ def models(models_config: Path | None) -> None:
         for name in route.engines:
             s = states[name]
             click.echo(f"    {name:10s} {'ready' if s.ready else 'not ready: ' + (s.reason or '')}")
+
+
+# -- selftest ---------------------------------------------------------------------------------------
+@main.command()
+@click.option("--workdir", type=click.Path(path_type=Path), default=None,
+              help="Where to build the tiny model and write selftest.json [default: a temporary directory].")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+def selftest(workdir: Path | None, as_json: bool) -> None:
+    """Check this install end to end: build a tiny random LTX-2, run it through the real engine and worker.
+
+    Needs the `models` extra (torch, diffusers, transformers) but no download and no GPU.
+    """
+    import json
+    import tempfile
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        import diffusers
+        import transformers
+
+        diffusers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()
+        from clipforge.engines.ltx2_tiny import selftest as run_selftest
+    except ImportError as exc:
+        raise ClipforgeError(f"selftest needs the models extra ({exc}); pip install 'clipforge[models]'") from None
+    with tempfile.TemporaryDirectory(prefix="clipforge-selftest-") as tmp:
+        report = run_selftest(workdir or Path(tmp))
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        for name, check in report["checks"].items():
+            ok = check.get("ok", check.get("ready")) if isinstance(check, dict) else check
+            click.echo(f"{'ok  ' if ok else 'FAIL'} {name}")
+        click.echo(f"timings: {', '.join(f'{k} {v}s' for k, v in report['timings'].items())}")
+    if not report["ok"]:
+        raise ClipforgeError("selftest failed; run with --json for details")
+    click.echo("selftest passed")
 
 
 # -- generate (in-process) -----------------------------------------------------------------------
