@@ -6,7 +6,7 @@ import logging
 
 from fastapi import FastAPI
 
-from clipforge.api import aiml, openai, playground, system
+from clipforge.api import aiml, metrics, openai, playground, system
 from clipforge.api.auth import KeyRing
 from clipforge.api.errors import install_error_handlers
 from clipforge.api.limits import RateLimiter
@@ -29,7 +29,7 @@ def create_app(settings: Settings, store: JobStore | None = None, artifacts: Art
                routing: Routing | None = None) -> FastAPI:
     settings = settings.with_keys()
     store = store or open_store(settings.resolved_database_url)
-    artifacts = artifacts or open_artifacts(settings.resolved_storage_url)
+    artifacts = artifacts or open_artifacts(settings.resolved_storage_url, **settings.storage_options)
     routing = routing or load_routing(settings.models_config)
     fetcher = ImageFetcher(allow_private=settings.allow_private_urls, timeout=settings.fetch_timeout_seconds,
                            max_bytes=settings.max_image_bytes)
@@ -39,7 +39,8 @@ def create_app(settings: Settings, store: JobStore | None = None, artifacts: Art
     app.state.services = Services(settings, store, artifacts, routing, keys,
                                   Submitter(store, artifacts, routing, settings, fetcher), RateLimiter())
     install_error_handlers(app)
-    for surface in (system, aiml, openai, playground):
+    for surface in (system, aiml, openai, playground, metrics):
         surface.attach_router(app)
+    app.add_middleware(metrics.LogContext)  # inside RequestContext: the request id is set by then
     app.add_middleware(RequestContext, max_body=MAX_BODY)
     return app

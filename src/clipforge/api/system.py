@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException
 
 from clipforge.api.auth import require_key
@@ -14,6 +15,7 @@ from clipforge.api.services import Services, services
 from clipforge.core.routing import WORKER_TTL, engine_reason, engine_states, pick_engine
 
 router = APIRouter(tags=["system"])
+MEDIA_REDIRECT_SECONDS = 3600
 
 
 @router.get("/healthz")
@@ -62,6 +64,10 @@ async def media(key: str, svc: Services = Depends(services)) -> Response:
         raise HTTPException(404, "no such media")
     path = svc.artifacts.local_path(key)
     if path is None:
+        # Object storage: answer with a short-lived signed URL to the object, when it is there.
+        signed = svc.artifacts.presigned_url(key, MEDIA_REDIRECT_SECONDS)
+        if signed is not None and await asyncio.to_thread(svc.artifacts.exists, key):
+            return RedirectResponse(signed, 307)
         raise HTTPException(404, "no such media (it may have expired)")
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(path, media_type=content_type, headers={"Cache-Control": "private, max-age=3600"})

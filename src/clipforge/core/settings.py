@@ -33,6 +33,14 @@ class Settings:
     max_image_bytes: int = 10 * 1024 * 1024
     fetch_timeout_seconds: float = 15.0
     poll_retry_after_seconds: int = 2
+    shutdown_grace_seconds: float = 30.0  # SIGTERM: a running job may finish this long, else it is handed back
+    log_format: str = "text"  # or "json"
+    metrics_auth: bool = False  # /metrics needs an API key
+    s3_endpoint_url: str | None = None  # S3-compatible servers (MinIO, R2, ...); unset: AWS
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None  # unset: boto3's own chain (AWS_* env, profile, instance role)
+    s3_secret_access_key: str | None = None
+    s3_addressing_style: str | None = None  # "path" | "virtual" | "auto"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -42,6 +50,14 @@ class Settings:
     @property
     def resolved_storage_url(self) -> str:
         return self.storage_url or f"file://{(self.home / 'media').resolve()}"
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """Keyword arguments for `open_artifacts` (S3 endpoint and credentials), unset ones left out."""
+        options = {"endpoint_url": self.s3_endpoint_url, "region": self.s3_region,
+                   "access_key_id": self.s3_access_key_id, "secret_access_key": self.s3_secret_access_key,
+                   "addressing_style": self.s3_addressing_style}
+        return {k: v for k, v in options.items() if v}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -67,6 +83,14 @@ class Settings:
             kw["heartbeat_seconds"] = max(0.5, min(5.0, kw["lease_seconds"] / 4))
         if get("RETENTION_HOURS"):
             kw["retention_seconds"] = float(get("RETENTION_HOURS")) * 3600
+        for name in ("S3_ENDPOINT_URL", "S3_REGION", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY",
+                     "S3_ADDRESSING_STYLE", "LOG_FORMAT"):
+            if get(name):
+                kw[name.lower()] = get(name)
+        if get("SHUTDOWN_GRACE_SECONDS"):
+            kw["shutdown_grace_seconds"] = float(get("SHUTDOWN_GRACE_SECONDS"))
+        if get("METRICS_AUTH"):
+            kw["metrics_auth"] = _bool(get("METRICS_AUTH"))
         kw.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**kw)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
+from typing import Any
 
 
 class ArtifactStore(abc.ABC):
@@ -35,8 +36,9 @@ class ArtifactStore(abc.ABC):
         return None
 
 
-def open_artifacts(url: str) -> ArtifactStore:
-    """`file:///abs/dir` (local directory) or `s3://bucket/prefix`."""
+def open_artifacts(url: str, **s3_options: Any) -> ArtifactStore:
+    """`file:///abs/dir` (local directory) or `s3://bucket/prefix`; `s3_options` (endpoint_url, region,
+    access_key_id, secret_access_key, addressing_style: `Settings.storage_options`) apply to S3 only."""
     if url.startswith("file://"):
         from clipforge.storage.local import LocalArtifactStore
 
@@ -44,5 +46,5 @@ def open_artifacts(url: str) -> ArtifactStore:
     if url.startswith("s3://"):
         from clipforge.storage.s3 import S3ArtifactStore
 
-        return S3ArtifactStore.from_url(url)
+        return S3ArtifactStore.from_url(url, **s3_options)
     raise ValueError(f"storage URL must start with file:// or s3://, got {url!r}")

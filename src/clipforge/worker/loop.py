@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 
+from clipforge.core import logs
 from clipforge.core.routing import Routing
 from clipforge.core.settings import Settings
 from clipforge.engines.base import Readiness
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 REGISTER_EVERY = 5.0
 EXPIRE_EVERY = 60.0
+HAND_BACK_WAIT = 10.0  # after the grace period: how long a job may take to reach its next step and stop
 
 
 def new_worker_id() -> str:
@@ -40,6 +42,7 @@ class Worker:
         self.readiness: dict[str, Readiness] = {}
         self.stop_event = threading.Event()
         self._registered_at = self._expired_at = 0.0
+        self._grace_timer: threading.Timer | None = None
 
     def check_engines(self) -> dict[str, Readiness]:
         self.readiness = {n: engine_readiness(n, self.routing.engine_config(n)) for n in self.engine_names}
@@ -60,10 +63,41 @@ class Worker:
         job = self.store.claim(self.worker_id, self.ready_engines, self.settings.lease_seconds)
         if job is None:
             return False
-        log.info("job %s: claimed (engine %s, attempt %d)", job.id, job.engine, job.attempts)
-        status = self.runner.run(job, self.worker_id)
-        log.info("job %s: %s", job.id, status.value if status else "abandoned")
+        with logs.bound(logs.job_id, job.id):
+            log.info("job %s: claimed (engine %s, attempt %d)", job.id, job.engine, job.attempts)
+            status = self.runner.run(job, self.worker_id)
+            log.info("job %s: %s", job.id, status.value if status else "abandoned")
         return True
+
+    # -- graceful shutdown -------------------------------------------------------------------
+    def request_stop(self, grace_seconds: float | None = None) -> None:
+        """Stop claiming. A running job may finish within the grace period; past it, the job is
+        handed back to the queue (its attempt not counted) and the worker exits. Safe to call from
+        a signal handler, and more than once."""
+        if self.stop_event.is_set():
+            return
+        self.stop_event.set()
+        grace = self.settings.shutdown_grace_seconds if grace_seconds is None else grace_seconds
+        self._grace_timer = threading.Timer(max(0.0, grace), self._grace_expired, (grace,))
+        self._grace_timer.daemon = True
+        self._grace_timer.start()
+
+    def _grace_expired(self, grace: float) -> None:
+        job = self.runner.current_job
+        if job is None or not self.runner.hand_back():
+            return
+        log.warning("job %s: still running after the %.0f s shutdown grace period; handing it back", job.id, grace)
+        deadline = time.monotonic() + HAND_BACK_WAIT
+        while time.monotonic() < deadline:
+            if self.runner.current_job is None:
+                return  # it stopped at a step and was handed back by the runner
+            time.sleep(0.05)
+        # The engine is inside a long step that never calls back: hand the job back from here and leave.
+        self.store.release(job.id, self.worker_id)
+        self.store.remove_worker(self.worker_id)
+        log.error("job %s: the engine did not stop within %.0f s; handed back, exiting now", job.id, HAND_BACK_WAIT)
+        logging.shutdown()
+        os._exit(0)
 
     def expire_outputs(self) -> int:
         expired = self.store.expire_due(time.time())
@@ -76,6 +110,7 @@ class Worker:
         if not self.readiness:
             self.check_engines()
         log.info("worker %s: engines ready: %s", self.worker_id, ", ".join(self.ready_engines) or "none")
+        context = logs.worker_id.set(self.worker_id)
         try:
             while not self.stop_event.is_set():
                 now = time.monotonic()
@@ -86,6 +121,10 @@ class Worker:
                 if not self.run_once():
                     self.store.wait_for_work(0.5) if hasattr(self.store, "wait_for_work") else time.sleep(0.2)
         finally:
+            if self._grace_timer is not None:
+                self._grace_timer.cancel()
             self.store.remove_worker(self.worker_id)
             self.runner.unload()
+            logs.worker_id.reset(context)
+            log.info("worker %s: stopped", self.worker_id)
 

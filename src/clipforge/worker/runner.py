@@ -18,7 +18,7 @@ from clipforge.core.spec import GenerationSpec, output_size
 from clipforge.engines.base import Engine, EngineOutput, EngineRequest
 from clipforge.engines.registry import create_engine
 from clipforge.inputs.images import decode_image
-from clipforge.jobs.base import JobStore
+from clipforge.jobs.base import JobStore, LeaseState
 from clipforge.media.encode import EncodeResult, encode_mp4
 from clipforge.media.stills import jpeg_bytes, spritesheet
 from clipforge.storage.base import ArtifactStore
@@ -48,6 +48,32 @@ def build_request(spec: GenerationSpec, artifacts: ArtifactStore) -> EngineReque
     return EngineRequest(spec=spec, width=width, height=height, image=image, tail_image=tail)
 
 
+class EngineTimer:
+    """Measures a job's phases for metrics: engine time (generate() plus pulling frames from a lazy
+    engine), encode time (the rest of encoding) and engine steps (calls of the step callback)."""
+
+    def __init__(self, on_step: Callable[[int, int, str], None]) -> None:
+        self._on_step = on_step
+        self.steps = 0
+        self.engine_seconds = 0.0
+
+    def on_step(self, step: int, total: int, stage: str) -> None:
+        self.steps += 1
+        self._on_step(step, total, stage)
+
+    def frames(self, frames: Any) -> Any:
+        iterator = iter(frames)
+        while True:
+            started = time.monotonic()
+            try:
+                frame = next(iterator)
+            except StopIteration:
+                return
+            finally:
+                self.engine_seconds += time.monotonic() - started
+            yield frame
+
+
 def encode_output(output: EngineOutput, path: Path, progress: JobProgress | None = None) -> EncodeResult:
     def on_frame(i: int, n: int) -> None:
         if progress is not None:
@@ -66,6 +92,9 @@ class JobRunner:
         self.store, self.artifacts, self.routing, self.settings = store, artifacts, routing, settings
         self._factory = engine_factory
         self._engines: dict[str, Engine] = {}
+        self.current_job: Job | None = None
+        self._progress: JobProgress | None = None
+        self._handing_back = False
 
     def engine(self, name: str) -> Engine:
         if name not in self._engines:
@@ -80,11 +109,34 @@ class JobRunner:
     def run(self, job: Job, worker_id: str) -> JobStatus | None:
         """Run a claimed job to a terminal state; None if the lease was lost (nothing written)."""
         started = time.monotonic()
+        self.current_job, self._handing_back = job, False
+        try:
+            return self._run(job, worker_id, started)
+        finally:
+            self.current_job = self._progress = None
+
+    def hand_back(self) -> bool:
+        """Ask the running job to stop at its next step and go back to the queue (worker shutdown).
+        False when no job is running."""
+        progress = self._progress
+        if self.current_job is None or progress is None:
+            return False
+        self._handing_back = True
+        progress.state = LeaseState.LOST  # the next step raises LeaseLost
+        return True
+
+    def _run(self, job: Job, worker_id: str, started: float) -> JobStatus | None:
         with JobProgress(self.store, job.id, worker_id, self.settings.lease_seconds,
                          self.settings.heartbeat_seconds) as progress:
+            self._progress = progress
             try:
                 outputs = self._produce(job, progress)
             except LeaseLost:
+                if self._handing_back:
+                    released = self.store.release(job.id, worker_id)
+                    log.warning("job %s: %s", job.id, "handed back to the queue" if released else
+                                "could not be handed back (no longer ours)")
+                    return None
                 log.warning("job %s: lease lost; leaving it to its new worker", job.id)
                 return None
             except Cancelled:
@@ -108,20 +160,31 @@ class JobRunner:
         request = build_request(spec, self.artifacts)
         engine = self.engine(job.engine)
         progress.stage = "generating"
-        output = engine.generate(request, progress.step)
+        timer = EngineTimer(progress.step)
+        phase = time.monotonic()
+        output = engine.generate(request, timer.on_step)
+        timer.engine_seconds += time.monotonic() - phase
+        output.frames = timer.frames(output.frames)
+        engine_before_encode = timer.engine_seconds
         keys = MediaKeys.for_token(job.media_token)
         with tempfile.TemporaryDirectory(prefix="clipforge-") as tmp:
             video = Path(tmp) / "output.mp4"
+            phase = time.monotonic()
             result = encode_output(output, video, progress)
+            encode_seconds = time.monotonic() - phase - (timer.engine_seconds - engine_before_encode)
             progress.check()
             progress.stage = "storing"
+            phase = time.monotonic()
             self.artifacts.put_file(keys.video, video, "video/mp4")
             size = video.stat().st_size
         self.artifacts.put_bytes(keys.thumbnail, jpeg_bytes(result.thumbnail), "image/jpeg")
         self.artifacts.put_bytes(keys.spritesheet, jpeg_bytes(spritesheet(result.sprites)), "image/jpeg")
+        timings = {"engine_seconds": round(timer.engine_seconds, 4),
+                   "encode_seconds": round(max(0.0, encode_seconds), 4), "store_seconds": round(time.monotonic() - phase, 4), "engine_steps": timer.steps}
         return {"video": keys.video, "thumbnail": keys.thumbnail, "spritesheet": keys.spritesheet,
                 "file_size": size, "width": result.width, "height": result.height, "fps": result.fps,
-                "duration": result.duration, "has_audio": result.has_audio, "engine": job.engine}
+                "duration": result.duration, "has_audio": result.has_audio, "engine": job.engine,
+                "timings": timings}
 
     def unload(self) -> None:
         for engine in self._engines.values():
