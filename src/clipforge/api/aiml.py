@@ -35,14 +35,7 @@ router = APIRouter(tags=["aiml"])
 
 
 async def json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    try:
-        body = json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput("body", f"body: is not valid JSON ({exc})", "json") from None
-    if not isinstance(body, dict):
-        raise InvalidInput("body", "body: must be a JSON object with at least 'model' and 'prompt'", "json")
-    return body
+    return params.json_object(await request.body(), "a JSON object with at least 'model' and 'prompt'")
 
 
 def image_input(body: dict[str, Any], *fields: str) -> ImageInput | None:

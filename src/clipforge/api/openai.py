@@ -14,7 +14,6 @@ What clipforge cannot render is refused with a 400 that names the field and the 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from typing import Any
@@ -96,14 +95,7 @@ async def create_body(request: Request) -> dict[str, Any]:
 
 
 async def json_object(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    try:
-        body = json.loads(raw or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput("body", f"body: is not valid JSON ({exc})", "json") from None
-    if not isinstance(body, dict):
-        raise InvalidInput("body", "body: must be a JSON object or a multipart form", "json")
-    return body
+    return params.json_object(await request.body(), "a JSON object or a multipart form")
 
 
 async def reference(value: Any, svc: Services) -> CheckedImage | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import Any
 
@@ -9,6 +10,17 @@ from clipforge.core.errors import InvalidInput
 from clipforge.core.spec import ASPECT_RATIOS, DURATIONS, MAX_PROMPT_CHARS
 
 MAX_SEED = 2**32 - 1
+
+
+def json_object(raw: bytes, expected: str) -> dict[str, Any]:
+    """A request body parsed as a JSON object (an empty body is `{}`); 400 naming `body` otherwise."""
+    try:
+        body = json.loads(raw or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput("body", f"body: is not valid JSON ({exc})", "json") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("body", f"body: must be {expected}", "json")
+    return body
 
 
 def text(body: dict[str, Any], field: str, *, required: bool, max_chars: int = MAX_PROMPT_CHARS) -> str | None:
