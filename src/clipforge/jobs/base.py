@@ -39,6 +39,11 @@ class JobStore(abc.ABC):
       immediate for queued ones; cancelling a finished job raises Conflict.
     - `heartbeat` answers LOST and `finish` returns False to a worker that no longer holds the job.
     - Every status or progress change appends an event (`events`), numbered by a store-wide `seq`.
+    - Webhooks: a transition that `jobs.webhooks.delivery_for` says warrants a delivery (finish,
+      cancel of a queued job, a reclaim or release that ends a job, and the first claim for
+      "started") enqueues a pending delivery in the same transaction. `claim_deliveries` hands a due
+      delivery to one dispatcher at a time (its next attempt is pushed forward by the lease);
+      `finish_delivery` records the outcome.
     - Stores are safe to share between threads; the SQL stores are also safe across processes.
     """
 
@@ -116,6 +121,32 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def live_workers(self, within_seconds: float) -> list[dict[str, Any]]:
         """Workers that refreshed their row within the window: `{id, info, seen_at}`."""
+
+    # -- webhooks (outbox) -----------------------------------------------------------------
+    def webhook_secret(self, owner: str, rotate: bool = False) -> str:
+        """The owner's signing secret (`whsec_...`), made on first use; `rotate` replaces it."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement webhook_secret")
+
+    def claim_deliveries(self, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
+        """Up to `limit` pending deliveries that are due, oldest due first, each with its
+        `next_attempt_at` pushed `lease_seconds` ahead so no other dispatcher sends it meanwhile.
+        Rows: the columns of `jobs.webhooks.DELIVERY_COLUMNS`."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement claim_deliveries")
+
+    def finish_delivery(self, delivery_id: str, delivered: bool, error: str | None = None,
+                        retry_at: float | None = None) -> None:
+        """Record an attempt: delivered; or not, to be tried again at `retry_at`, or (no
+        `retry_at`) given up on as failed."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement finish_delivery")
+
+    def deliveries(self, job_id: str) -> list[dict[str, Any]]:
+        """A job's deliveries, oldest first (inspection and tests)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement deliveries")
+
+    # -- queue estimates --------------------------------------------------------------------
+    def recent_run_seconds(self, engine: str, limit: int = 20) -> list[float]:
+        """`outputs["run_seconds"]` of the engine's most recently finished completed jobs, newest first."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement recent_run_seconds")
 
     # -- metrics ---------------------------------------------------------------------------
     def counts(self) -> dict[tuple[str, str], int]:

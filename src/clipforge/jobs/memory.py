@@ -11,6 +11,7 @@ from clipforge.core.errors import Conflict, NotFound
 from clipforge.core.job import Job, JobStatus
 from clipforge.jobs.base import JobStore, LeaseState
 from clipforge.jobs.rows import lost_worker_error
+from clipforge.jobs.webhooks import delivery_for, new_secret
 
 _CANCELLED = {"name": "Cancelled", "message": "Cancelled by request"}
 
@@ -21,12 +22,19 @@ class MemoryJobStore(JobStore):
         self._jobs: dict[str, Job] = {}
         self._events: list[dict[str, Any]] = []
         self._workers: dict[str, dict[str, Any]] = {}
+        self._deliveries: dict[str, dict[str, Any]] = {}
+        self._secrets: dict[str, str] = {}
         self._seq = 0
 
     def _event(self, job: Job) -> None:
         self._seq += 1  # a counter, not len(): delete() drops events
         self._events.append({"seq": self._seq, "job_id": job.id, "ts": time.time(),
                              "status": job.status.value, "progress": job.progress, "stage": job.stage})
+
+    def _enqueue_webhook(self, job: Job) -> None:
+        delivery = delivery_for(job.id, job.owner, job.webhook, job.status)
+        if delivery is not None:
+            self._deliveries[delivery["id"]] = delivery
 
     def _owned(self, job_id: str, owner: str | None) -> Job:
         job = self._jobs.get(job_id)
@@ -79,8 +87,11 @@ class MemoryJobStore(JobStore):
             now = time.time()
             job.status, job.worker_id, job.stage = JobStatus.RUNNING, worker_id, "starting"
             job.lease_expires_at, job.attempts, job.updated_at = now + lease_seconds, job.attempts + 1, now
+            first_start = job.started_at is None
             job.started_at = job.started_at or now
             self._event(job)
+            if first_start:
+                self._enqueue_webhook(job)
             return copy.deepcopy(job)
 
     def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float,
@@ -112,6 +123,7 @@ class MemoryJobStore(JobStore):
             if status == JobStatus.COMPLETED:
                 job.progress = 100
             self._event(job)
+            self._enqueue_webhook(job)
             return True
 
     def release(self, job_id: str, worker_id: str) -> bool:
@@ -126,6 +138,7 @@ class MemoryJobStore(JobStore):
             else:
                 job.status, job.progress, job.attempts = JobStatus.QUEUED, 0, max(0, job.attempts - 1)
             self._event(job)
+            self._enqueue_webhook(job)
             return True
 
     def counts(self) -> dict[tuple[str, str], int]:
@@ -156,6 +169,7 @@ class MemoryJobStore(JobStore):
                 else:
                     job.status, job.progress = JobStatus.QUEUED, 0
                 self._event(job)
+                self._enqueue_webhook(job)
             return len(stale)
 
     def cancel(self, job_id: str, owner: str) -> Job:
@@ -167,6 +181,7 @@ class MemoryJobStore(JobStore):
             if job.status == JobStatus.QUEUED:
                 job.status, job.error, job.finished_at = JobStatus.CANCELLED, dict(_CANCELLED), time.time()
                 self._event(job)
+                self._enqueue_webhook(job)
             else:
                 job.cancel_requested = True
             return copy.deepcopy(job)
@@ -191,6 +206,52 @@ class MemoryJobStore(JobStore):
         with self._lock:
             return [{k: v for k, v in e.items() if k != "job_id"} for e in self._events
                     if e["job_id"] == job_id and e["seq"] > after_seq]
+
+    # -- webhooks ----------------------------------------------------------------------------
+    def webhook_secret(self, owner: str, rotate: bool = False) -> str:
+        with self._lock:
+            if rotate or owner not in self._secrets:
+                self._secrets[owner] = new_secret()
+            return self._secrets[owner]
+
+    def claim_deliveries(self, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
+        now = time.time()
+        with self._lock:
+            due = sorted((d for d in self._deliveries.values()
+                          if d["status"] == "pending" and d["next_attempt_at"] <= now),
+                         key=lambda d: (d["next_attempt_at"], d["id"]))[:limit]
+            for d in due:
+                d["next_attempt_at"], d["updated_at"] = now + lease_seconds, now
+            return [dict(d) for d in due]
+
+    def finish_delivery(self, delivery_id: str, delivered: bool, error: str | None = None,
+                        retry_at: float | None = None) -> None:
+        now = time.time()
+        with self._lock:
+            d = self._deliveries.get(delivery_id)
+            if d is None:
+                return
+            d["attempts"] += 1
+            d["updated_at"], d["last_error"] = now, None if delivered else error
+            if delivered:
+                d["status"], d["delivered_at"] = "delivered", now
+            elif retry_at is None:
+                d["status"] = "failed"
+            else:
+                d["next_attempt_at"] = retry_at
+
+    def deliveries(self, job_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(d) for d in sorted(self._deliveries.values(), key=lambda d: (d["created_at"], d["id"]))
+                    if d["job_id"] == job_id]
+
+    def recent_run_seconds(self, engine: str, limit: int = 20) -> list[float]:
+        with self._lock:
+            done = sorted((j for j in self._jobs.values() if j.engine == engine and j.finished_at is not None
+                           and j.status in (JobStatus.COMPLETED, JobStatus.EXPIRED)
+                           and isinstance((j.outputs or {}).get("run_seconds"), (int, float))),
+                          key=lambda j: (j.finished_at, j.id), reverse=True)
+            return [float(j.outputs["run_seconds"]) for j in done[:limit]]  # type: ignore[index]
 
     def register_worker(self, worker_id: str, info: dict[str, Any]) -> None:
         with self._lock:

@@ -28,6 +28,7 @@ from clipforge.core.job import Job, JobStatus
 from clipforge.jobs import migrate
 from clipforge.jobs.base import JobStore, LeaseState
 from clipforge.jobs.rows import COLUMNS, JSON_COLUMNS, lost_worker_error, row_to_job
+from clipforge.jobs.webhooks import DELIVERY_COLUMNS, delivery_for, new_secret, row_to_delivery
 
 try:  # optional: without it one connection, behind a lock, serves every thread
     from psycopg_pool import ConnectionPool
@@ -59,14 +60,14 @@ Q_QUEUE_POSITION = ("SELECT count(*) FROM jobs WHERE status = 'queued' AND engin
                     "AND (created_at, id) < (%s, %s)")
 Q_CLAIM = f"""
 WITH next AS (
-    SELECT id FROM jobs WHERE status = 'queued' AND engine = ANY(%s)
+    SELECT id, started_at IS NULL AS first_start FROM jobs WHERE status = 'queued' AND engine = ANY(%s)
     ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
 )
 UPDATE jobs j SET status = 'running', worker_id = %s, lease_expires_at = {_NOW} + %s,
     attempts = j.attempts + 1, started_at = COALESCE(j.started_at, {_NOW}), updated_at = {_NOW},
     stage = 'starting'
 FROM next WHERE j.id = next.id
-RETURNING {_JOB_COLS}"""
+RETURNING {_JOB_COLS}, next.first_start"""
 Q_HEARTBEAT_LOCK = ("SELECT progress, stage, cancel_requested FROM jobs "
                     "WHERE id = %s AND worker_id = %s AND status = 'running' FOR UPDATE")
 Q_HEARTBEAT = (f"UPDATE jobs SET lease_expires_at = {_NOW} + %s, progress = %s, stage = %s, "
@@ -76,14 +77,14 @@ UPDATE jobs SET status = %s, outputs = %s, error = %s, expires_at = %s, finished
     updated_at = {_NOW}, lease_expires_at = NULL, stage = NULL,
     progress = CASE WHEN %s THEN 100 ELSE progress END
 WHERE id = %s AND worker_id = %s AND status = 'running'
-RETURNING progress"""
-Q_EXPIRED_LEASES = (f"SELECT id, attempts, max_attempts, cancel_requested, progress FROM jobs "
+RETURNING progress, owner, webhook"""
+Q_EXPIRED_LEASES = (f"SELECT id, attempts, max_attempts, cancel_requested, progress, owner, webhook FROM jobs "
                     f"WHERE status = 'running' AND lease_expires_at < {_NOW} FOR UPDATE SKIP LOCKED")
 Q_END_LOST = (f"UPDATE jobs SET status = %s, error = %s, worker_id = NULL, lease_expires_at = NULL, "
               f"stage = NULL, finished_at = {_NOW}, updated_at = {_NOW} WHERE id = %s")
 Q_REQUEUE = ("UPDATE jobs SET status = 'queued', worker_id = NULL, lease_expires_at = NULL, progress = 0, "
              f"stage = NULL, updated_at = {_NOW} WHERE id = %s")
-Q_RELEASE_LOCK = ("SELECT cancel_requested, progress FROM jobs "
+Q_RELEASE_LOCK = ("SELECT cancel_requested, progress, owner, webhook FROM jobs "
                   "WHERE id = %s AND worker_id = %s AND status = 'running' FOR UPDATE")
 Q_RELEASE = ("UPDATE jobs SET status = 'queued', worker_id = NULL, lease_expires_at = NULL, progress = 0, "
              f"stage = NULL, attempts = GREATEST(attempts - 1, 0), updated_at = {_NOW} WHERE id = %s")
@@ -103,6 +104,38 @@ Q_REGISTER_WORKER = (f"INSERT INTO workers (id, info, seen_at) VALUES (%s, %s, {
                      "DO UPDATE SET info = excluded.info, seen_at = excluded.seen_at")
 Q_REMOVE_WORKER = "DELETE FROM workers WHERE id = %s"
 Q_LIVE_WORKERS = f"SELECT id, info, seen_at FROM workers WHERE seen_at >= {_NOW} - %s ORDER BY id"
+
+_DELIVERY_COLS = ", ".join(DELIVERY_COLUMNS)
+Q_INSERT_DELIVERY = ("INSERT INTO webhook_deliveries (id, job_id, owner, url, event_type, status, attempts, "
+                     "next_attempt_at, created_at, updated_at) VALUES (%(id)s, %(job_id)s, %(owner)s, %(url)s, "
+                     f"%(event_type)s, 'pending', 0, {_NOW}, {_NOW}, {_NOW})")
+Q_ENSURE_SECRET = ("WITH ins AS (INSERT INTO webhook_secrets (owner, secret, created_at) "
+                   f"VALUES (%(owner)s, %(secret)s, {_NOW}) ON CONFLICT (owner) DO NOTHING RETURNING secret) "
+                   "SELECT secret FROM ins UNION ALL SELECT secret FROM webhook_secrets WHERE owner = %(owner)s "
+                   "LIMIT 1")
+Q_ROTATE_SECRET = (f"INSERT INTO webhook_secrets (owner, secret, created_at) VALUES (%(owner)s, %(secret)s, {_NOW}) "
+                   "ON CONFLICT (owner) DO UPDATE SET secret = excluded.secret, created_at = excluded.created_at "
+                   "RETURNING secret")
+Q_SECRET = "SELECT secret FROM webhook_secrets WHERE owner = %s"
+Q_CLAIM_DELIVERIES = f"""
+WITH due AS (
+    SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= {_NOW}
+    ORDER BY next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED
+)
+UPDATE webhook_deliveries d SET next_attempt_at = {_NOW} + %s, updated_at = {_NOW}
+FROM due WHERE d.id = due.id
+RETURNING {", ".join(f"d.{c}" for c in DELIVERY_COLUMNS)}"""
+Q_DELIVERED = ("UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, last_error = NULL, "
+               f"delivered_at = {_NOW}, updated_at = {_NOW} WHERE id = %s")
+Q_DELIVERY_FAILED = ("UPDATE webhook_deliveries SET status = 'failed', attempts = attempts + 1, last_error = %s, "
+                     f"updated_at = {_NOW} WHERE id = %s")
+Q_DELIVERY_RETRY = ("UPDATE webhook_deliveries SET attempts = attempts + 1, last_error = %s, next_attempt_at = %s, "
+                    f"updated_at = {_NOW} WHERE id = %s")
+Q_DELIVERIES = f"SELECT {_DELIVERY_COLS} FROM webhook_deliveries WHERE job_id = %s ORDER BY created_at, id"
+Q_RECENT_RUN_SECONDS = ("SELECT (outputs->>'run_seconds')::double precision FROM jobs WHERE engine = %s "
+                        "AND status IN ('completed', 'expired') AND finished_at IS NOT NULL "
+                        "AND jsonb_typeof(outputs->'run_seconds') = 'number' "
+                        "ORDER BY finished_at DESC, id DESC LIMIT %s")
 
 
 def _job_params(job: Job) -> list[Any]:
@@ -233,8 +266,10 @@ class PostgresJobStore(JobStore):
             row = c.execute(Q_CLAIM, (list(engines), worker_id, lease_seconds)).fetchone()
             if row is None:
                 return None
-            job = row_to_job(row)
+            job = row_to_job(row[:-1])
             self._event(c, job.id, job.status.value, job.progress, job.stage)
+            if row[-1]:  # the first start, not a retry
+                self._enqueue_webhook(c, job.id, job.owner, job.webhook, "running")
             return job
 
     def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float,
@@ -260,18 +295,21 @@ class PostgresJobStore(JobStore):
             if row is None:
                 return False
             self._event(c, job_id, status.value, row[0], None)
+            self._enqueue_webhook(c, job_id, row[1], row[2], status.value)
             return True
 
     def reclaim_expired(self) -> int:
         with self._tx() as c:
             rows = c.execute(Q_EXPIRED_LEASES).fetchall()
-            for job_id, attempts, max_attempts, cancel_requested, progress in rows:
+            for job_id, attempts, max_attempts, cancel_requested, progress, owner, webhook in rows:
                 if cancel_requested:
                     c.execute(Q_END_LOST, ("cancelled", Jsonb(_CANCELLED), job_id))
                     self._event(c, job_id, "cancelled", progress, None)
+                    self._enqueue_webhook(c, job_id, owner, webhook, "cancelled")
                 elif attempts >= max_attempts:
                     c.execute(Q_END_LOST, ("failed", Jsonb(lost_worker_error(attempts)), job_id))
                     self._event(c, job_id, "failed", progress, None)
+                    self._enqueue_webhook(c, job_id, owner, webhook, "failed")
                 else:
                     c.execute(Q_REQUEUE, (job_id,))  # the trigger wakes listening workers
                     self._event(c, job_id, "queued", 0, None)
@@ -282,10 +320,11 @@ class PostgresJobStore(JobStore):
             row = c.execute(Q_RELEASE_LOCK, (job_id, worker_id)).fetchone()
             if row is None:
                 return False
-            cancel_requested, progress = row
+            cancel_requested, progress, owner, webhook = row
             if cancel_requested:
                 c.execute(Q_END_LOST, ("cancelled", Jsonb(_CANCELLED), job_id))
                 self._event(c, job_id, "cancelled", progress, None)
+                self._enqueue_webhook(c, job_id, owner, webhook, "cancelled")
             else:
                 c.execute(Q_RELEASE, (job_id,))  # the trigger wakes listening workers
                 self._event(c, job_id, "queued", 0, None)
@@ -322,6 +361,7 @@ class PostgresJobStore(JobStore):
             if job.status == JobStatus.QUEUED:
                 row = c.execute(Q_CANCEL_QUEUED, (Jsonb(_CANCELLED), job_id)).fetchone()
                 self._event(c, job_id, "cancelled", job.progress, None)
+                self._enqueue_webhook(c, job_id, job.owner, job.webhook, "cancelled")
             else:
                 row = c.execute(Q_CANCEL_RUNNING, (job_id,)).fetchone()
             return row_to_job(row)
@@ -344,6 +384,44 @@ class PostgresJobStore(JobStore):
     def events(self, job_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
         rows = self._read(Q_EVENTS, (job_id, after_seq))
         return [dict(zip(("seq", "ts", "status", "progress", "stage"), r, strict=True)) for r in rows]
+
+    # -- webhooks --------------------------------------------------------------------------
+    @staticmethod
+    def _enqueue_webhook(c: psycopg.Connection, job_id: str, owner: str, webhook: dict[str, Any] | None,
+                         status: str) -> None:
+        """Inside the transaction that moved the job to `status`: the outbox row, when warranted."""
+        delivery = delivery_for(job_id, owner, webhook, status)
+        if delivery is not None:
+            c.execute(Q_INSERT_DELIVERY, {k: delivery[k] for k in ("id", "job_id", "owner", "url", "event_type")})
+
+    def webhook_secret(self, owner: str, rotate: bool = False) -> str:
+        with self._tx() as c:
+            row = c.execute(Q_ROTATE_SECRET if rotate else Q_ENSURE_SECRET,
+                            {"owner": owner, "secret": new_secret()}).fetchone()
+            if row is None:  # a concurrent first use inserted it after this statement's snapshot
+                row = c.execute(Q_SECRET, (owner,)).fetchone()
+            return row[0]
+
+    def claim_deliveries(self, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
+        with self._tx() as c:
+            rows = c.execute(Q_CLAIM_DELIVERIES, (limit, lease_seconds)).fetchall()
+        return sorted((row_to_delivery(r) for r in rows), key=lambda d: d["created_at"])
+
+    def finish_delivery(self, delivery_id: str, delivered: bool, error: str | None = None,
+                        retry_at: float | None = None) -> None:
+        with self._tx() as c:
+            if delivered:
+                c.execute(Q_DELIVERED, (delivery_id,))
+            elif retry_at is None:
+                c.execute(Q_DELIVERY_FAILED, (error, delivery_id))
+            else:
+                c.execute(Q_DELIVERY_RETRY, (error, retry_at, delivery_id))
+
+    def deliveries(self, job_id: str) -> list[dict[str, Any]]:
+        return [row_to_delivery(r) for r in self._read(Q_DELIVERIES, (job_id,))]
+
+    def recent_run_seconds(self, engine: str, limit: int = 20) -> list[float]:
+        return [float(r[0]) for r in self._read(Q_RECENT_RUN_SECONDS, (engine, limit))]
 
     # -- workers ---------------------------------------------------------------------------
     def register_worker(self, worker_id: str, info: dict[str, Any]) -> None:

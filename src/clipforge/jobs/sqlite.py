@@ -16,8 +16,10 @@ from clipforge.core.job import Job, JobStatus
 from clipforge.jobs import migrate
 from clipforge.jobs.base import JobStore, LeaseState
 from clipforge.jobs.rows import COLUMNS, job_to_row, lost_worker_error, row_to_job
+from clipforge.jobs.webhooks import DELIVERY_COLUMNS, delivery_for, delivery_row, new_secret, row_to_delivery
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM jobs"
+_DELIVERY_COLS = ", ".join(DELIVERY_COLUMNS)
 
 
 class SQLiteJobStore(JobStore):
@@ -81,6 +83,17 @@ class SQLiteJobStore(JobStore):
                   (job_id, time.time(), status, progress, stage))
 
     @staticmethod
+    def _enqueue_webhook(c: sqlite3.Connection, job_id: str, status: str) -> None:
+        """Inside the transaction that moved the job to `status`: the outbox row, when warranted."""
+        row = c.execute("SELECT owner, webhook FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None or row[1] is None:
+            return
+        delivery = delivery_for(job_id, row[0], json.loads(row[1]), status)
+        if delivery is not None:
+            c.execute(f"INSERT INTO webhook_deliveries ({_DELIVERY_COLS}) "
+                      f"VALUES ({', '.join('?' * len(DELIVERY_COLUMNS))})", delivery_row(delivery))
+
+    @staticmethod
     def _one(c: sqlite3.Connection, job_id: str) -> Job | None:
         row = c.execute(f"{_SELECT} WHERE id = ?", (job_id,)).fetchone()
         return row_to_job(row) if row else None
@@ -135,7 +148,7 @@ class SQLiteJobStore(JobStore):
         now = time.time()
         marks = ", ".join("?" * len(engines))
         with self._tx() as c:
-            row = c.execute(f"SELECT id FROM jobs WHERE status = 'queued' AND engine IN ({marks}) "
+            row = c.execute(f"SELECT id, started_at FROM jobs WHERE status = 'queued' AND engine IN ({marks}) "
                             "ORDER BY created_at, id LIMIT 1", tuple(engines)).fetchone()
             if row is None:
                 return None
@@ -145,6 +158,8 @@ class SQLiteJobStore(JobStore):
             job = self._one(c, row[0])
             assert job is not None
             self._event(c, job.id, job.status.value, job.progress, job.stage)
+            if row[1] is None:  # the first start, not a retry
+                self._enqueue_webhook(c, job.id, "running")
             return job
 
     def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float,
@@ -179,6 +194,7 @@ class SQLiteJobStore(JobStore):
             job = self._one(c, job_id)
             assert job is not None
             self._event(c, job_id, status.value, job.progress, None)
+            self._enqueue_webhook(c, job_id, status.value)
             return True
 
     def release(self, job_id: str, worker_id: str) -> bool:
@@ -192,6 +208,7 @@ class SQLiteJobStore(JobStore):
                           "stage = NULL, finished_at = ?, updated_at = ?, error = ? WHERE id = ?",
                           (now, now, json.dumps({"name": "Cancelled", "message": "Cancelled by request"}), job_id))
                 self._event(c, job_id, "cancelled", job.progress, None)
+                self._enqueue_webhook(c, job_id, "cancelled")
             else:
                 c.execute("UPDATE jobs SET status = 'queued', worker_id = NULL, lease_expires_at = NULL, "
                           "progress = 0, stage = NULL, attempts = MAX(attempts - 1, 0), updated_at = ? "
@@ -222,6 +239,7 @@ class SQLiteJobStore(JobStore):
                               "finished_at = ?, updated_at = ?, error = ? WHERE id = ?",
                               (status, now, now, json.dumps(error), job_id))
                     self._event(c, job_id, status, progress, None)
+                    self._enqueue_webhook(c, job_id, status)
                 else:
                     c.execute("UPDATE jobs SET status = 'queued', worker_id = NULL, lease_expires_at = NULL, "
                               "progress = 0, stage = NULL, updated_at = ? WHERE id = ?", (now, job_id))
@@ -243,6 +261,7 @@ class SQLiteJobStore(JobStore):
                           "WHERE id = ?", (now, now, json.dumps({"name": "Cancelled",
                                                                   "message": "Cancelled by request"}), job_id))
                 self._event(c, job_id, "cancelled", job.progress, None)
+                self._enqueue_webhook(c, job_id, "cancelled")
             else:
                 c.execute("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?", (now, job_id))
             return self._one(c, job_id)  # type: ignore[return-value]
@@ -271,6 +290,56 @@ class SQLiteJobStore(JobStore):
         rows = self._read("SELECT seq, ts, status, progress, stage FROM job_events WHERE job_id = ? "
                           "AND seq > ? ORDER BY seq", (job_id, after_seq))
         return [dict(zip(("seq", "ts", "status", "progress", "stage"), r, strict=True)) for r in rows]
+
+    # -- webhooks --------------------------------------------------------------------------
+    def webhook_secret(self, owner: str, rotate: bool = False) -> str:
+        conflict = ("DO UPDATE SET secret = excluded.secret, created_at = excluded.created_at" if rotate
+                    else "DO NOTHING")
+        with self._tx() as c:
+            c.execute(f"INSERT INTO webhook_secrets (owner, secret, created_at) VALUES (?, ?, ?) "
+                      f"ON CONFLICT (owner) {conflict}", (owner, new_secret(), time.time()))
+            return c.execute("SELECT secret FROM webhook_secrets WHERE owner = ?", (owner,)).fetchone()[0]
+
+    def claim_deliveries(self, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
+        now = time.time()
+        due_sql = "FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
+        if not self._read(f"SELECT 1 {due_sql} LIMIT 1", (now,)):
+            return []  # the common case answers from a read, without taking the write lock
+        with self._tx() as c:
+            rows = c.execute(f"SELECT {_DELIVERY_COLS} {due_sql} ORDER BY next_attempt_at, id LIMIT ?",
+                             (now, limit)).fetchall()
+            out = [row_to_delivery(r) for r in rows]
+            for d in out:
+                d["next_attempt_at"], d["updated_at"] = now + lease_seconds, now
+                c.execute("UPDATE webhook_deliveries SET next_attempt_at = ?, updated_at = ? WHERE id = ?",
+                          (d["next_attempt_at"], now, d["id"]))
+            return out
+
+    def finish_delivery(self, delivery_id: str, delivered: bool, error: str | None = None,
+                        retry_at: float | None = None) -> None:
+        now = time.time()
+        with self._tx() as c:
+            if delivered:
+                c.execute("UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, "
+                          "last_error = NULL, delivered_at = ?, updated_at = ? WHERE id = ?", (now, now, delivery_id))
+            elif retry_at is None:
+                c.execute("UPDATE webhook_deliveries SET status = 'failed', attempts = attempts + 1, "
+                          "last_error = ?, updated_at = ? WHERE id = ?", (error, now, delivery_id))
+            else:
+                c.execute("UPDATE webhook_deliveries SET attempts = attempts + 1, last_error = ?, "
+                          "next_attempt_at = ?, updated_at = ? WHERE id = ?", (error, retry_at, now, delivery_id))
+
+    def deliveries(self, job_id: str) -> list[dict[str, Any]]:
+        rows = self._read(f"SELECT {_DELIVERY_COLS} FROM webhook_deliveries WHERE job_id = ? "
+                          "ORDER BY created_at, id", (job_id,))
+        return [row_to_delivery(r) for r in rows]
+
+    def recent_run_seconds(self, engine: str, limit: int = 20) -> list[float]:
+        rows = self._read("SELECT json_extract(outputs, '$.run_seconds') FROM jobs WHERE engine = ? "
+                          "AND status IN ('completed', 'expired') AND finished_at IS NOT NULL "
+                          "AND json_type(outputs, '$.run_seconds') IN ('integer', 'real') "
+                          "ORDER BY finished_at DESC, id DESC LIMIT ?", (engine, limit))
+        return [float(r[0]) for r in rows]
 
     # -- workers ---------------------------------------------------------------------------
     def register_worker(self, worker_id: str, info: dict[str, Any]) -> None:
