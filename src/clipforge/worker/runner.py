@@ -180,7 +180,8 @@ class JobRunner:
         self.artifacts.put_bytes(keys.thumbnail, jpeg_bytes(result.thumbnail), "image/jpeg")
         self.artifacts.put_bytes(keys.spritesheet, jpeg_bytes(spritesheet(result.sprites)), "image/jpeg")
         timings = {"engine_seconds": round(timer.engine_seconds, 4),
-                   "encode_seconds": round(max(0.0, encode_seconds), 4), "store_seconds": round(time.monotonic() - phase, 4), "engine_steps": timer.steps}
+                   "encode_seconds": round(max(0.0, encode_seconds), 4),
+                   "store_seconds": round(time.monotonic() - phase, 4), "engine_steps": timer.steps}
         return {"video": keys.video, "thumbnail": keys.thumbnail, "spritesheet": keys.spritesheet,
                 "file_size": size, "width": result.width, "height": result.height, "fps": result.fps,
                 "duration": result.duration, "has_audio": result.has_audio, "engine": job.engine,
