@@ -9,8 +9,9 @@ import cv2
 import numpy as np
 
 from clipforge.engines.base import Engine, EngineOutput, EngineRequest, StepCallback, no_progress
-from clipforge.engines.preview.camera import CameraPath, affine, window_pad
-from clipforge.engines.preview.prompt import parse_prompt
+from clipforge.engines.preview.animate import animate_image
+from clipforge.engines.preview.events import Timeline, make_timeline
+from clipforge.engines.preview.prompt import Cues, parse_prompt
 
 log = logging.getLogger(__name__)
 
@@ -32,37 +33,22 @@ class PreviewEngine(Engine):
         cues = parse_prompt(request.spec.prompt)
         n, w, h = request.num_frames, request.width, request.height
         audio = None
+        timeline = make_timeline(cues, request.spec.duration, request.spec.seed, land=request.tail_image is not None)
         if request.spec.generate_audio:
             audio = soundscape(cues, request.spec.duration, request.spec.seed)
         if request.image is not None:
-            frames = self._i2v(request, cues, on_step)
+            frames = self._i2v(request, cues, timeline, on_step)
         else:
             frames = self._t2v(request, cues, on_step)
         return EngineOutput(frames, n, w, h, request.fps, audio, 48_000,
                             info={"engine": self.name, "camera": cues.camera, "scene": cues.scene})
 
-    def _i2v(self, request: EngineRequest, cues, on_step: StepCallback) -> Iterator[np.ndarray]:  # noqa: ANN001
+    def _i2v(self, request: EngineRequest, cues: Cues, timeline: Timeline,
+             on_step: StepCallback) -> Iterator[np.ndarray]:
         n, w, h = request.num_frames, request.width, request.height
         first = _to_rgb_array(request.image, w, h)
         tail = _to_rgb_array(request.tail_image, w, h) if request.tail_image is not None else None
-        path = CameraPath(cues.camera, w, h, n, speed=cues.speed, seed=request.spec.seed, land=tail is not None,
-                          duration_s=request.spec.duration)
-        pad = window_pad(path)
-        canvas = cv2.copyMakeBorder(first, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
-        tcanvas = cv2.copyMakeBorder(tail, pad, pad, pad, pad, cv2.BORDER_REFLECT_101) if tail is not None else None
-        pivot = (w / 2.0, h / 2.0)
-        for i in range(n):
-            if i == 0:
-                frame = first.copy()
-            elif tail is not None and i == n - 1:
-                frame = tail.copy()
-            else:
-                m = affine(path.pose(i), w, h, pivot, pad)
-                frame = cv2.warpAffine(canvas, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
-                if tcanvas is not None:
-                    a = float(i / (n - 1))
-                    other = cv2.warpAffine(tcanvas, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
-                    frame = cv2.addWeighted(frame, 1.0 - a, other, a, 0.0)
+        for i, frame in enumerate(animate_image(first, tail, cues, timeline, n, request.fps, request.spec.seed)):
             on_step(i + 1, n, "rendering")
             yield frame
 
