@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,9 @@ def settings_options(fn: Callable) -> Callable:
                      help="On SIGTERM a worker's running job may finish this long; then it goes back to the queue."),
         click.option("--metrics-auth/--no-metrics-auth", envvar="CLIPFORGE_METRICS_AUTH", show_envvar=True,
                      default=False, help="Require an API key on /metrics [default: open]."),
+        click.option("--webhook-backoff-seconds", envvar="CLIPFORGE_WEBHOOK_BACKOFF_SECONDS", show_envvar=True,
+                     type=click.FloatRange(min=0.01), default=5.0, show_default=True,
+                     help="First webhook retry delay; doubles per failed attempt, capped at 1 h, for about 24 h."),
         click.option("--s3-endpoint-url", envvar="CLIPFORGE_S3_ENDPOINT_URL", show_envvar=True, default=None,
                      help="S3-compatible endpoint (MinIO, R2, Ceph...) [default: AWS]."),
         click.option("--s3-region", envvar="CLIPFORGE_S3_REGION", show_envvar=True, default=None,
@@ -92,7 +96,7 @@ def build_settings(home: Path, api_keys: str | None, keys_file: Path | None, dat
 
 
 _MORE_SETTINGS = ("log_format", "shutdown_grace_seconds", "metrics_auth", "s3_endpoint_url", "s3_region",
-                  "s3_access_key_id", "s3_secret_access_key", "s3_addressing_style")
+                  "s3_access_key_id", "s3_secret_access_key", "s3_addressing_style", "webhook_backoff_seconds")
 
 
 def fail(message: str) -> None:
@@ -168,7 +172,9 @@ def serve(host: str, port: int, workers: int, **options: Any) -> None:
         log.info("API key (from %s): %s", settings.home / "api-key", settings.api_keys[0])
     app = create_app(settings)
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=run_worker, args=(settings, None, True), name=f"worker-{i}")
+    # Workers link media in webhook bodies without a request to take a base URL from: default to ours.
+    worker_settings = settings if settings.public_url else replace(settings, public_url=_own_url(host, port))
+    procs = [ctx.Process(target=run_worker, args=(worker_settings, None, True), name=f"worker-{i}")
              for i in range(workers)]
     for proc in procs:
         proc.start()
@@ -181,6 +187,15 @@ def serve(host: str, port: int, workers: int, **options: Any) -> None:
             proc.terminate()
         for proc in procs:
             proc.join(timeout=settings.shutdown_grace_seconds + 15)
+
+
+def _own_url(host: str, port: int) -> str:
+    """http://host:port as others may reach it (a wildcard address becomes this machine's name)."""
+    import socket
+
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _pool_child(settings: Settings, engines: list[str] | None, gpu: str | None) -> None:
@@ -532,6 +547,30 @@ def cancel(generation_id: str, server: str | None, api_key: str | None, as_json:
     with _client_errors(), _client(server, api_key) as client:
         gen = client.cancel(generation_id)
     click.echo(json.dumps(gen.raw, indent=2) if as_json else f"cancel requested: {_summary(gen)}")
+
+
+@main.command("webhook-secret")
+@click.option("--rotate", is_flag=True, help="Replace the secret; later deliveries are signed with the new one.")
+@client_options
+def webhook_secret(rotate: bool, server: str | None, api_key: str | None, as_json: bool) -> None:
+    """Print this key's webhook signing secret (whsec_...), or rotate it."""
+    import httpx
+
+    with _client_errors(), _client(server, api_key) as client:  # the SDK's defaults for server and key
+        url = client.base_url + ("/v1/webhooks/secret/rotate" if rotate else "/v1/webhooks/secret")
+        try:
+            response = httpx.request("POST" if rotate else "GET", url, timeout=30,
+                                     headers={"Authorization": f"Bearer {client.api_key}"})
+        except httpx.HTTPError as exc:
+            fail(f"cannot reach the server: {exc}")
+    if not response.is_success:
+        try:
+            message = response.json().get("message") or response.text
+        except ValueError:
+            message = response.text
+        fail(f"HTTP {response.status_code}: {message}")
+    body = response.json()
+    click.echo(json.dumps(body, indent=2) if as_json else body["secret"])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,16 +17,19 @@ from clipforge.api.auth import require_key, require_policy
 from clipforge.api.limits import check_active_jobs
 from clipforge.api.services import Services, services
 from clipforge.api.submit import ImageInput, Submission
+from clipforge.api.webhooks import webhook_from_body
 from clipforge.core.errors import InvalidInput
 from clipforge.core.job import Job, JobStatus
 from clipforge.core.keys import KeyPolicy
+from clipforge.jobs.eta import queue_eta_seconds
 
 log = logging.getLogger(__name__)
 
 CREATE_PATHS = ("/v2/video/generations", "/v1/video/generations", "/video/generations",
                 "/v2/generate/video/kling/generation")
 KNOWN_FIELDS = {"model", "prompt", "image_url", "tail_image_url", "last_image_url", "duration", "aspect_ratio",
-                "negative_prompt", "cfg_scale", "generate_audio", "seed", "provider", "webhook_url"}
+                "negative_prompt", "cfg_scale", "generate_audio", "seed", "provider", "webhook_url",
+                "webhook_events"}
 
 AIML_STATUS = {JobStatus.QUEUED: "queued", JobStatus.RUNNING: "generating", JobStatus.COMPLETED: "completed",
                JobStatus.FAILED: "error", JobStatus.CANCELLED: "error", JobStatus.EXPIRED: "error"}
@@ -77,7 +80,8 @@ def usage(job: Job) -> dict[str, Any]:
                       "input_tokens": 0, "output_tokens": 0, "total_tokens": 0}}
 
 
-def generation_view(job: Job, request: Request, svc: Services, position: int | None = None) -> dict[str, Any]:
+def generation_view(job: Job, request: Request, svc: Services, position: int | None = None,
+                    eta: float | None = None) -> dict[str, Any]:
     """The poll body: current enum in `status`, `video.url` and the seed's `output.*` kept."""
     out = job.outputs or {}
     done = job.status == JobStatus.COMPLETED
@@ -95,6 +99,7 @@ def generation_view(job: Job, request: Request, svc: Services, position: int | N
         "progress": job.progress,
         "stage": job.stage,
         "queue_position": position,
+        "eta_seconds": eta,
         "video": {"url": video_url, "content_type": "video/mp4", "file_name": "output.mp4",
                   "file_size": out.get("file_size")} if done else None,
         "output": {"video_url": video_url, "thumbnail_url": svc.media_url(request, out.get("thumbnail"), job),
@@ -110,14 +115,17 @@ def generation_view(job: Job, request: Request, svc: Services, position: int | N
 
 def poll_response(job: Job, request: Request, response: Response, svc: Services) -> dict[str, Any]:
     position = svc.store.queue_position(job) if job.status == JobStatus.QUEUED else None
+    eta = queue_eta_seconds(svc.store, job, position) if position is not None else None
     if not job.terminal:
         response.headers["Retry-After"] = str(svc.settings.poll_retry_after_seconds)
-    return generation_view(job, request, svc, position)
+    return generation_view(job, request, svc, position, eta)
 
 
 async def create_generation(request: Request, policy: KeyPolicy = Depends(require_policy),
                             svc: Services = Depends(services)) -> dict[str, Any]:
-    submission = parse_create(await json_body(request), policy.owner)
+    body = await json_body(request)
+    submission = parse_create(body, policy.owner)
+    submission.webhook = await webhook_from_body(body, svc.settings)
     check_active_jobs(svc.store, policy)
     submission.idempotency_key = request.headers.get("idempotency-key")
     job, _ = await svc.submitter.submit(submission)

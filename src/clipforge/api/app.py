@@ -6,7 +6,7 @@ import logging
 
 from fastapi import FastAPI
 
-from clipforge.api import aiml, metrics, openai, playground, system
+from clipforge.api import aiml, metrics, openai, playground, system, webhooks
 from clipforge.api.auth import KeyRing
 from clipforge.api.errors import install_error_handlers
 from clipforge.api.limits import RateLimiter
@@ -39,7 +39,7 @@ def create_app(settings: Settings, store: JobStore | None = None, artifacts: Art
     app.state.services = Services(settings, store, artifacts, routing, keys,
                                   Submitter(store, artifacts, routing, settings, fetcher), RateLimiter())
     install_error_handlers(app)
-    for surface in (system, aiml, openai, playground, metrics):
+    for surface in (system, aiml, openai, playground, metrics, webhooks):
         surface.attach_router(app)
     app.add_middleware(metrics.LogContext)  # inside RequestContext: the request id is set by then
     app.add_middleware(RequestContext, max_body=MAX_BODY)

@@ -36,6 +36,7 @@ class Settings:
     shutdown_grace_seconds: float = 30.0  # SIGTERM: a running job may finish this long, else it is handed back
     log_format: str = "text"  # or "json"
     metrics_auth: bool = False  # /metrics needs an API key
+    webhook_backoff_seconds: float = 5.0  # first webhook retry; doubles per attempt, capped at 1 h
     s3_endpoint_url: str | None = None  # S3-compatible servers (MinIO, R2, ...); unset: AWS
     s3_region: str | None = None
     s3_access_key_id: str | None = None  # unset: boto3's own chain (AWS_* env, profile, instance role)
@@ -91,6 +92,8 @@ class Settings:
             kw["shutdown_grace_seconds"] = float(get("SHUTDOWN_GRACE_SECONDS"))
         if get("METRICS_AUTH"):
             kw["metrics_auth"] = _bool(get("METRICS_AUTH"))
+        if get("WEBHOOK_BACKOFF_SECONDS"):
+            kw["webhook_backoff_seconds"] = float(get("WEBHOOK_BACKOFF_SECONDS"))
         kw.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**kw)
 

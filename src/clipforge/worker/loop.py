@@ -17,6 +17,7 @@ from clipforge.engines.registry import engine_readiness
 from clipforge.jobs.base import JobStore
 from clipforge.storage.base import ArtifactStore
 from clipforge.worker.runner import JobRunner
+from clipforge.worker.webhooks import WebhookDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class Worker:
         self.stop_event = threading.Event()
         self._registered_at = self._expired_at = 0.0
         self._grace_timer: threading.Timer | None = None
+        self.webhooks = WebhookDispatcher(store, artifacts, settings)  # runs while run_forever does
 
     def check_engines(self) -> dict[str, Readiness]:
         self.readiness = {n: engine_readiness(n, self.routing.engine_config(n)) for n in self.engine_names}
@@ -111,6 +113,7 @@ class Worker:
             self.check_engines()
         log.info("worker %s: engines ready: %s", self.worker_id, ", ".join(self.ready_engines) or "none")
         context = logs.worker_id.set(self.worker_id)
+        self.webhooks.start()
         try:
             while not self.stop_event.is_set():
                 now = time.monotonic()
@@ -123,6 +126,7 @@ class Worker:
         finally:
             if self._grace_timer is not None:
                 self._grace_timer.cancel()
+            self.webhooks.stop()
             self.store.remove_worker(self.worker_id)
             self.runner.unload()
             logs.worker_id.reset(context)

@@ -1,0 +1,240 @@
+"""The webhook dispatcher: a thread in each worker process that sends the store's outbox.
+
+Each round claims a few due deliveries (`JobStore.claim_deliveries`, which leases them so no other
+dispatcher sends them meanwhile), builds the body from the job's current row, signs it the
+Standard Webhooks way and POSTs it:
+
+    webhook-id: msg_...                    (the delivery's id: the same on every retry)
+    webhook-timestamp: 1718000000          (seconds, when this attempt was sent)
+    webhook-signature: v1,<base64 HMAC-SHA256(key, f"{id}.{timestamp}.{body}")>
+
+where key is the owner's `whsec_` secret, base64-decoded after the prefix, read at send time (so a
+rotation applies to every later attempt). A 2xx answer is delivered; anything else, a timeout or a
+refused connection is retried with exponential backoff (`Settings.webhook_backoff_seconds`,
+doubling, capped at an hour) until about 24 h have passed, then the delivery is marked failed.
+
+The SSRF guard runs again at each attempt (DNS may have changed since the job was created), and the
+request goes to the checked address itself, as `clipforge.inputs.fetch` does for images.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import ssl
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import certifi
+import httpx
+
+from clipforge.core.errors import InvalidInput, NotFound
+from clipforge.core.job import Job, JobStatus
+from clipforge.core.settings import Settings
+from clipforge.inputs.fetch import USER_AGENT, CheckedUrl, Resolver, check_public_url, system_resolver
+from clipforge.jobs.base import JobStore
+from clipforge.jobs.webhooks import SECRET_PREFIX, next_attempt_at
+from clipforge.storage.base import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+# The AIML dialect's status enum (the api's AIML_STATUS; the worker does not import the api).
+AIML_STATUS = {JobStatus.QUEUED: "queued", JobStatus.RUNNING: "generating", JobStatus.COMPLETED: "completed",
+               JobStatus.FAILED: "error", JobStatus.CANCELLED: "error", JobStatus.EXPIRED: "error"}
+
+BATCH = 4                # deliveries claimed per round, sent in parallel
+TIMEOUT_SECONDS = 10.0   # connect / read / write, per attempt
+LEASE_SECONDS = 120.0    # a claimed delivery is not handed to another dispatcher for this long
+MAX_ADDRESSES = 3        # checked addresses tried per attempt
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` header value for a body (Standard Webhooks, v1 = HMAC-SHA256)."""
+    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+    digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+class WebhookDispatcher:
+    """Sends due webhook deliveries from the store; `start()` runs it in a daemon thread."""
+
+    def __init__(self, store: JobStore, artifacts: ArtifactStore, settings: Settings, *,
+                 transport: httpx.BaseTransport | None = None, resolver: Resolver = system_resolver,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.store, self.artifacts, self.settings = store, artifacts, settings
+        self.resolver, self._transport = resolver, transport
+        self._ssl = ssl_context or ssl.create_default_context(cafile=certifi.where())
+        self.poll_seconds = min(1.0, max(0.05, settings.webhook_backoff_seconds / 2))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._pool = ThreadPoolExecutor(BATCH, thread_name_prefix="webhook-send")
+        self._thread = threading.Thread(target=self._loop, name="webhook-dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop claiming; a send in flight may finish within `timeout` (an unfinished one is sent
+        again once its lease runs out)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sent = self.run_once()
+            except NotImplementedError as exc:
+                log.warning("webhooks: this job store cannot dispatch webhooks (%s); dispatcher stopped", exc)
+                return
+            except Exception:  # the store may be briefly unreachable: try again next round
+                log.exception("webhooks: dispatch round failed")
+                sent = 0
+            if not sent:
+                self._stop.wait(self.poll_seconds)
+
+    # -- one round --------------------------------------------------------------------------
+    def run_once(self) -> int:
+        """Claim and send the due deliveries; how many were attempted."""
+        batch = self.store.claim_deliveries(BATCH, LEASE_SECONDS)
+        if not batch:
+            return 0
+        if self._pool is not None and len(batch) > 1:
+            list(self._pool.map(self.deliver, batch))
+        else:
+            for delivery in batch:
+                self.deliver(delivery)
+        return len(batch)
+
+    def deliver(self, delivery: dict[str, Any]) -> bool:
+        """One attempt at one delivery, its outcome recorded in the store; True when delivered."""
+        msg_id = delivery["id"]
+        try:
+            job = self.store.get(delivery["job_id"])
+        except NotFound:
+            self.store.finish_delivery(msg_id, False, "the generation was deleted before delivery", None)
+            return False
+        body = json.dumps(self.payload(delivery, job), separators=(",", ":")).encode()
+        try:
+            ok, error = self.post(delivery["url"], msg_id, self.store.webhook_secret(delivery["owner"]), body)
+        except Exception as exc:  # noqa: BLE001 - any failure is a failed attempt, retried
+            ok, error = False, f"{type(exc).__name__}: {exc}"
+        if ok:
+            self.store.finish_delivery(msg_id, True)
+            log.info("webhook %s (%s for %s): delivered", msg_id, delivery["event_type"], job.id)
+            return True
+        retry_at = next_attempt_at(delivery, self.settings.webhook_backoff_seconds)
+        self.store.finish_delivery(msg_id, False, error, retry_at)
+        if retry_at is None:
+            log.warning("webhook %s (%s for %s): giving up after %d attempts: %s", msg_id,
+                        delivery["event_type"], job.id, delivery["attempts"] + 1, error)
+        else:
+            log.info("webhook %s (%s for %s): attempt %d failed (%s); next in %.1f s", msg_id,
+                     delivery["event_type"], job.id, delivery["attempts"] + 1, error, retry_at - time.time())
+        return False
+
+    # -- the body ---------------------------------------------------------------------------
+    def payload(self, delivery: dict[str, Any], job: Job) -> dict[str, Any]:
+        """`{type, timestamp, data}`: data is the generation as it is now (AIML status enum)."""
+        out = job.outputs or {}
+        done = job.status == JobStatus.COMPLETED
+        spec = job.params.get("spec", {})
+        data = {
+            "id": job.id,
+            "object": "video.generation",
+            "status": AIML_STATUS[job.status],
+            "model": job.model,
+            "progress": job.progress,
+            "created": int(job.created_at),
+            "video_url": self.media_url(out.get("video"), job) if done else None,
+            "thumbnail_url": self.media_url(out.get("thumbnail"), job) if done else None,
+            "duration_seconds": spec.get("duration"),
+            "has_audio": out.get("has_audio") if done else None,
+            "width": out.get("width") if done else None,
+            "height": out.get("height") if done else None,
+            "error": job.error,
+            "prompt": spec.get("prompt"),
+            "seed": spec.get("seed"),
+            "expires_at": int(job.expires_at) if job.expires_at else None,
+        }
+        return {"type": delivery["event_type"], "timestamp": _iso(float(delivery["created_at"])), "data": data}
+
+    def media_url(self, key: str | None, job: Job) -> str | None:
+        """As the api links media: presigned where the store signs, else `<public_url>/media/<key>`
+        (None without a public URL: a standalone worker needs CLIPFORGE_PUBLIC_URL for links)."""
+        if not key:
+            return None
+        if job.expires_at:
+            signed = self.artifacts.presigned_url(key, max(60, int(job.expires_at - time.time())))
+            if signed:
+                return signed
+        if not self.settings.public_url:
+            return None
+        return f"{self.settings.public_url.rstrip('/')}/media/{key}"
+
+    # -- the request ------------------------------------------------------------------------
+    def post(self, url: str, msg_id: str, secret: str, body: bytes) -> tuple[bool, str | None]:
+        """POST a signed body, guarded and pinned to a checked address; (delivered, error)."""
+        try:
+            checked = check_public_url(url, "webhook_url", self.settings.allow_private_urls, self.resolver)
+        except InvalidInput as exc:
+            return False, exc.message
+        timestamp = int(time.time())
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "webhook-id": msg_id,
+                   "webhook-timestamp": str(timestamp), "webhook-signature": sign(secret, msg_id, timestamp, body)}
+        error = "no address to connect to"
+        for address in checked.addresses[:MAX_ADDRESSES]:
+            try:
+                status = self._send(_pinned_post(checked, address, headers, body))
+            except httpx.ConnectError as exc:  # try the host's next checked address
+                error = f"could not connect: {exc or type(exc).__name__}"
+                continue
+            except httpx.TimeoutException as exc:
+                return False, f"timed out after {TIMEOUT_SECONDS:g} s ({type(exc).__name__})"
+            except httpx.HTTPError as exc:
+                return False, f"{type(exc).__name__}: {exc}"
+            if 200 <= status < 300:
+                return True, None
+            return False, f"HTTP {status}"
+        return False, error
+
+    def _send(self, request: httpx.Request) -> int:
+        transport = self._transport or httpx.HTTPTransport(verify=self._ssl, trust_env=False, retries=0)
+        with httpx.Client(transport=transport, trust_env=False, follow_redirects=False,
+                          timeout=httpx.Timeout(TIMEOUT_SECONDS)) as client:
+            response = client.send(request, stream=True)
+            try:
+                return response.status_code  # the body is not needed
+            finally:
+                response.close()
+
+
+def _pinned_post(checked: CheckedUrl, address: str, headers: dict[str, str], body: bytes) -> httpx.Request:
+    """A POST to the checked address itself, carrying the URL's host name for Host and TLS."""
+    headers = dict(headers)
+    extensions: dict[str, str] = {}
+    target = checked.url
+    if checked.host not in checked.addresses:  # a name, not an IP literal
+        target = checked.url.copy_with(host=address)
+        headers["Host"] = checked.host if checked.url.port is None else f"{checked.host}:{checked.port}"
+        extensions["sni_hostname"] = checked.host
+    return httpx.Request("POST", target, headers=headers, content=body, extensions=extensions)
