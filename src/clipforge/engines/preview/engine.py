@@ -35,7 +35,7 @@ class PreviewEngine(Engine):
         audio = None
         timeline = make_timeline(cues, request.spec.duration, request.spec.seed, land=request.tail_image is not None)
         if request.spec.generate_audio:
-            audio = soundscape(cues, request.spec.duration, request.spec.seed)
+            audio = soundscape(cues, request.spec.duration, request.spec.seed, timeline)
         if request.image is not None:
             frames = self._i2v(request, cues, timeline, on_step)
         else:
