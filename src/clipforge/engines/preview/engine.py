@@ -12,6 +12,7 @@ from clipforge.engines.base import Engine, EngineOutput, EngineRequest, StepCall
 from clipforge.engines.preview.animate import animate_image
 from clipforge.engines.preview.events import Timeline, make_timeline
 from clipforge.engines.preview.prompt import Cues, parse_prompt
+from clipforge.engines.preview.scenes import render_scene
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class PreviewEngine(Engine):
         if request.image is not None:
             frames = self._i2v(request, cues, timeline, on_step)
         else:
-            frames = self._t2v(request, cues, on_step)
+            frames = self._t2v(request, cues, timeline, on_step)
         return EngineOutput(frames, n, w, h, request.fps, audio, 48_000,
                             info={"engine": self.name, "camera": cues.camera, "scene": cues.scene})
 
@@ -52,10 +53,10 @@ class PreviewEngine(Engine):
             on_step(i + 1, n, "rendering")
             yield frame
 
-    def _t2v(self, request: EngineRequest, cues, on_step: StepCallback) -> Iterator[np.ndarray]:  # noqa: ANN001
-        from clipforge.engines.preview.scenes import render_scene
-
+    def _t2v(self, request: EngineRequest, cues: Cues, timeline: Timeline,
+             on_step: StepCallback) -> Iterator[np.ndarray]:
         n = request.num_frames
-        for i, frame in enumerate(render_scene(cues, request.width, request.height, n, request.spec.seed)):
+        for i, frame in enumerate(render_scene(cues, request.width, request.height, n, request.spec.seed, timeline,
+                                               request.fps)):
             on_step(i + 1, n, "rendering")
             yield frame

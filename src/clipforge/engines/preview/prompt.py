@@ -102,6 +102,7 @@ class Cues:
     mood: str = "major"
     tempo: float = 92.0
     night: bool = False
+    sunset: bool = False
     dialogue: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -139,4 +140,5 @@ def parse_prompt(prompt: str) -> Cues:
     elif _has(r"\b(slow|slowly|gentle|calm)\b", text):
         tempo *= 0.88
     night = _has(r"\b(night\w*|midnight|dark|moonlit|moon|evening|neon)\b", text)
-    return Cues(camera, explicit, speed, ambient, scene, colours, sounds, mood, float(tempo), night, dialogue)
+    sunset = _has(r"\b(sunset|sunrise|dusk|dawn|golden hour)\b", text)
+    return Cues(camera, explicit, speed, ambient, scene, colours, sounds, mood, float(tempo), night, sunset, dialogue)
