@@ -276,3 +276,14 @@ def test_queued_job_behind_a_running_one_shows_an_eta(c):
     assert c.get(f"/v2/video/generations/{running}").json()["eta_seconds"] is None
     for gen_id in (running, queued):
         c.delete(f"/v2/video/generations/{gen_id}")
+
+
+def test_openai_dialect_create_takes_a_webhook(c, receiver):
+    r = c.post("/v1/videos", data={"model": "test/fixed", "prompt": "openai hook", "seconds": "5",
+                                   "size": "480x270", "webhook_url": receiver.url("/openai")})
+    assert r.status_code == 200, r.text
+    got = receiver.wait_for("/openai", 1, ok_only=True)
+    assert verify(secret(c), got[0])
+    assert got[0].json["type"] == "generation.completed" and got[0].json["data"]["id"] == r.json()["id"]
+    bad = c.post("/v1/videos", data={"model": "test/fixed", "prompt": "x", "webhook_url": "ftp://x"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "webhook_url"

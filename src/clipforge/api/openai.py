@@ -27,6 +27,7 @@ from clipforge.api.auth import require_key, require_policy
 from clipforge.api.limits import check_active_jobs
 from clipforge.api.services import Services, services
 from clipforge.api.submit import ImageInput, Submission
+from clipforge.api.webhooks import webhook_from_body
 from clipforge.core.errors import Conflict, InvalidInput, NotFound
 from clipforge.core.job import Job, JobStatus
 from clipforge.core.keys import KeyPolicy
@@ -199,7 +200,9 @@ async def submit(submission: Submission, request: Request, policy: KeyPolicy, sv
 async def create_video(request: Request, response: Response, policy: KeyPolicy = Depends(require_policy),
                        svc: Services = Depends(services)) -> dict[str, Any]:
     """Create a video job (multipart form or JSON)."""
-    submission = await parse_create(await create_body(request), policy.owner, svc)
+    body = await create_body(request)
+    submission = await parse_create(body, policy.owner, svc)
+    submission.webhook = await webhook_from_body(body, svc.settings)
     return respond(await submit(submission, request, policy, svc), response)
 
 
