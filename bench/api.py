@@ -2,7 +2,7 @@
 
 1. Status-poll throughput: clipforge's `GET /v2/video/generations/{id}` (auth, store read, view) vs a
    bare FastAPI endpoint that reads one SQLite row, both under uvicorn, loaded by the same client
-   (a separate process, 32 concurrent connections over loopback).
+   (`wrk` if installed, else a Python client in a separate process; 32 connections over loopback).
 2. Submit -> completed overhead: wall time from POST to a `completed` poll for a 5 s clip on
    the fixed-cost engine (1920x1080, the t2v default size), minus the time the worker's own
    engine + encode path takes for the same clip in-process: what the queue, claim, heartbeat, storage and polling add.
@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import re
+import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +52,14 @@ def load(url: str, headers: dict[str, str], seconds: float = SECONDS) -> float:
 
 
 def load_in_subprocess(url: str, headers: dict[str, str]) -> float:
+    """Requests per second under load from `wrk` when installed (Debian package), else from Python."""
+    if shutil.which("wrk"):
+        args = ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{int(SECONDS)}s", "--latency"]
+        for name, value in headers.items():
+            args += ["-H", f"{name}: {value}"]
+        out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+        assert "Non-2xx" not in out, out
+        return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(load, (url, headers))
 

@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 
 from clipforge.core.keys import KeyPolicy, owner_id
 
-__all__ = ["KeyRing", "owner_id", "require_key", "require_policy"]
+__all__ = ["KeyRing", "caller_policy", "owner_id", "require_key", "require_policy"]
 
 
 class KeyRing:
@@ -20,8 +20,8 @@ class KeyRing:
         return self._policies.get(hashlib.sha256(presented.encode()).digest())
 
 
-def require_policy(request: Request) -> KeyPolicy:
-    """FastAPI dependency: the caller's key policy (401 without a valid key, 429 over its rate)."""
+def caller_policy(request: Request) -> KeyPolicy:
+    """The caller's key policy (401 without a valid key, 429 over its rate)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -35,6 +35,13 @@ def require_policy(request: Request) -> KeyPolicy:
     return policy
 
 
-def require_key(request: Request) -> str:
+# Dependencies are `async def` so FastAPI runs them on the event loop: they never block, and a sync
+# dependency costs a threadpool hop per request.
+async def require_policy(request: Request) -> KeyPolicy:
+    """FastAPI dependency: the caller's key policy."""
+    return caller_policy(request)
+
+
+async def require_key(request: Request) -> str:
     """FastAPI dependency: the caller's owner id."""
-    return require_policy(request).owner
+    return caller_policy(request).owner

@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from clipforge.api.auth import require_key
+from clipforge.api.auth import caller_policy
 from clipforge.api.services import Services, services
 from clipforge.core import logs
 from clipforge.core.job import Job, JobStatus
@@ -171,7 +171,7 @@ def registry_for(request: Request, svc: Services) -> CollectorRegistry:
 def metrics(request: Request, svc: Services = Depends(services)) -> Response:
     """Prometheus text exposition (a plain `def`: the store is read in the threadpool)."""
     if svc.settings.metrics_auth:
-        require_key(request)
+        caller_policy(request)
     return Response(generate_latest(registry_for(request, svc)), media_type=CONTENT_TYPE_LATEST)
 
 

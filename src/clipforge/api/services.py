@@ -40,5 +40,5 @@ class Services:
         return f"{base}/media/{key}"
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     return request.app.state.services
