@@ -90,7 +90,7 @@ class Ambient:
         t = i / self.fps
         e = smootherstep(t / 0.6)
         if self.land:
-            e *= smootherstep((self.n - 1 - i) / self.fps / 0.6)
+            e *= smootherstep((self.n - 6 - i) / self.fps / 0.6)
         return e
 
     @property

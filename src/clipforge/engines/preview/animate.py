@@ -16,6 +16,7 @@ from clipforge.engines.preview.morph import FlowMorph
 from clipforge.engines.preview.prompt import Cues
 
 BG_GAIN, FG_GAIN = 0.72, 1.32  # how much of the camera move the far plate and the near subject make
+HOLD = 4  # frames the tail is held at the end of a morph
 WARP = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
 
 
@@ -52,6 +53,8 @@ def animate_image(first: np.ndarray, tail: np.ndarray | None, cues: Cues, timeli
                       regions={"sky": layers.sky, "water": layers.water, "fire": layers.fire})
     yield first.copy()
     if tail is not None:
+        # the morph lands HOLD frames early and the tail is held, so the encoder settles on it
+        path = CameraPath(cues.camera, w, h, n - HOLD, speed=cues.speed, seed=seed, land=True, duration_s=n / fps)
         yield from _morph_frames(first, tail, path, pad, ambient, n)
         return
     parallax = layers.has_subject and cues.camera != "static"
@@ -91,12 +94,14 @@ def _morph_frames(first: np.ndarray, tail: np.ndarray, path: CameraPath, pad: in
                   n: int) -> Iterator[np.ndarray]:
     h, w = first.shape[:2]
     morph = FlowMorph(first, tail)
-    for i in range(1, n - 1):
-        t = ease_in_out(i / (n - 1))
+    last = n - HOLD
+    for i in range(1, last - 1):
+        t = ease_in_out(i / (last - 1))
         frame = morph.frame(t)
         pose = path.pose(i)
         if pose != Pose():
-            m = affine(pose, w, h, path.pivot, 0)
-            frame = cv2.warpAffine(frame, m, (w, h), flags=WARP, borderMode=cv2.BORDER_REFLECT_101)
+            mat = affine(pose, w, h, path.pivot, 0)
+            frame = cv2.warpAffine(frame, mat, (w, h), flags=WARP, borderMode=cv2.BORDER_REFLECT_101)
         yield ambient.overlay(i, frame)
-    yield tail.copy()
+    for _ in range(max(last - 1, 1), n):
+        yield tail.copy()

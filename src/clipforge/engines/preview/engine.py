@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Iterator
 
 import cv2
@@ -23,6 +25,49 @@ def _to_rgb_array(image, width: int, height: int) -> np.ndarray:  # noqa: ANN001
         interp = cv2.INTER_AREA if arr.shape[1] > width else cv2.INTER_CUBIC
         arr = cv2.resize(arr, (width, height), interpolation=interp)
     return np.ascontiguousarray(arr, dtype=np.uint8)
+
+
+def prefetch(frames: Iterator[np.ndarray], n: int, on_step: StepCallback, depth: int = 3) -> Iterator[np.ndarray]:
+    """Yield `frames`, rendered a few ahead in a helper thread so rendering overlaps the caller's encoding
+    (OpenCV and NumPy release the GIL). `on_step` runs in the caller's thread, once per frame; when it raises
+    (Cancelled), the helper stops and the exception propagates."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for frame in frames:
+                while not stop.is_set():
+                    try:
+                        q.put(frame, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=produce, name="preview-render", daemon=True)
+    thread.start()
+    try:
+        for i in range(n):
+            item = q.get()
+            if item is done:
+                raise RuntimeError(f"preview renderer stopped after {i} of {n} frames")
+            if isinstance(item, BaseException):
+                raise item
+            on_step(i + 1, n, "rendering")
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
 
 
 class PreviewEngine(Engine):
@@ -49,14 +94,10 @@ class PreviewEngine(Engine):
         n, w, h = request.num_frames, request.width, request.height
         first = _to_rgb_array(request.image, w, h)
         tail = _to_rgb_array(request.tail_image, w, h) if request.tail_image is not None else None
-        for i, frame in enumerate(animate_image(first, tail, cues, timeline, n, request.fps, request.spec.seed)):
-            on_step(i + 1, n, "rendering")
-            yield frame
+        yield from prefetch(animate_image(first, tail, cues, timeline, n, request.fps, request.spec.seed), n, on_step)
 
     def _t2v(self, request: EngineRequest, cues: Cues, timeline: Timeline,
              on_step: StepCallback) -> Iterator[np.ndarray]:
         n = request.num_frames
-        for i, frame in enumerate(render_scene(cues, request.width, request.height, n, request.spec.seed, timeline,
-                                               request.fps)):
-            on_step(i + 1, n, "rendering")
-            yield frame
+        yield from prefetch(render_scene(cues, request.width, request.height, n, request.spec.seed, timeline,
+                                         request.fps), n, on_step)

@@ -1,0 +1,92 @@
+"""What the sound does: loudness and peaks, prompt-dependent spectra, sync with visual events, dialogue."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import numpy as np
+import pytest
+from scipy import signal
+
+from clipforge.engines.preview.audio import soundscape
+from clipforge.engines.preview.events import make_timeline
+from clipforge.engines.preview.loudness import integrated_loudness, true_peak
+from clipforge.engines.preview.prompt import parse_prompt
+from engines.preview.pictures import generate, landscape
+
+RATE = 48_000
+
+
+def test_bs1770_calibration():
+    t = np.arange(3 * RATE) / RATE
+    tone = 0.1 * np.sin(2 * np.pi * 997 * t)
+    assert integrated_loudness(np.stack([tone, 0 * t])) == pytest.approx(-23.01, abs=0.05)  # one channel
+    assert integrated_loudness(np.stack([tone, tone])) == pytest.approx(-20.0, abs=0.05)
+    assert integrated_loudness(np.zeros((2, RATE))) == float("-inf")
+
+
+@pytest.mark.parametrize("prompt", ["waves crashing on a beach", "heavy rain", "happy upbeat music", "campfire",
+                                    "birds in a forest", "busy city street with a crowd", "deep space nebula",
+                                    "thunderstorm with lightning", "a portrait"])
+def test_loudness_and_peak(prompt):
+    audio = soundscape(parse_prompt(prompt), 5, seed=3)
+    assert audio.shape == (2, 5 * RATE) and audio.dtype == np.float32
+    assert -20 <= integrated_loudness(audio) <= -12
+    assert true_peak(audio) < 1.0 and np.abs(audio).max() < 1.0
+    assert np.abs(audio[:, :100]).max() < 0.05 and np.abs(audio[:, -100:]).max() < 0.05  # fades
+    assert not np.allclose(audio[0], audio[1])  # stereo, not dual mono
+
+
+def centroid(audio: np.ndarray) -> float:
+    spec = np.abs(np.fft.rfft(audio.mean(0)))
+    f = np.fft.rfftfreq(audio.shape[1], 1 / RATE)
+    return float((spec * f).sum() / spec.sum())
+
+
+def test_rain_and_music_sound_different():
+    out_rain, _ = generate("rain on a window", size=(64, 36))
+    out_music, _ = generate("calm piano music", size=(64, 36))
+    rain, music = centroid(out_rain.audio), centroid(out_music.audio)
+    assert rain > 2 * music
+    # music is tonal: a few spectral peaks hold much of its energy; rain's spectrum is flat
+    def peakiness(a: np.ndarray) -> float:
+        p = np.abs(np.fft.rfft(a.mean(0))) ** 2
+        return float(np.sort(p)[-200:].sum() / p.sum())
+    assert peakiness(out_music.audio) > 5 * peakiness(out_rain.audio)
+
+
+def test_thunder_follows_the_lightning_flash():
+    prompt = "thunderstorm with lightning over the sea"
+    out, frames = generate(prompt, image=landscape(), seed=5)
+    brightness = np.array([f.mean() for f in frames])
+    flash_frame = int(np.argmax(np.diff(brightness))) + 1
+    tl = make_timeline(parse_prompt(prompt), 5, 5)
+    assert abs(flash_frame / 24 - tl.flashes[0]) < 0.1  # the picture flashes when the timeline says
+    low = signal.sosfilt(signal.butter(4, 150, fs=RATE, output="sos"), out.audio.mean(0))  # the rumble
+    env = np.sqrt(np.convolve(low ** 2, np.ones(2400) / 2400, mode="same"))
+    before = env[int((tl.flashes[0] - 0.3) * RATE):int(tl.flashes[0] * RATE)].mean()
+    onset = tl.flashes[0] + tl.thunder_delays[0]
+    after = env[int(onset * RATE):int((onset + 0.8) * RATE)].mean()
+    assert after > 2 * before
+
+
+def test_surf_swells_with_the_waves():
+    cues = parse_prompt("ocean waves")
+    tl = make_timeline(cues, 10, 2)
+    audio = soundscape(cues, 10, 2, tl)
+    hop = RATE // 10
+    rms = np.sqrt([np.mean(audio[:, i:i + hop] ** 2) for i in range(0, audio.shape[1] - hop, hop)])
+    swell = tl.swell(np.arange(len(rms)) / 10 + 0.05)
+    core = slice(5, -8)  # leave the fades out
+    assert np.corrcoef(rms[core], swell[core])[0, 1] > 0.6
+
+
+def test_dialogue_is_spoken_or_skipped_with_a_log_line(caplog):
+    cues = parse_prompt('a man says "hello there, welcome to the harbour"')
+    assert cues.dialogue == ("hello there, welcome to the harbour",)
+    with caplog.at_level(logging.INFO, logger="clipforge.engines.preview.audio"):
+        audio = soundscape(cues, 5, 0)
+    assert -20 <= integrated_loudness(audio) <= -12
+    if shutil.which("espeak-ng") is None and shutil.which("espeak") is None:
+        assert any("not spoken" in r.getMessage() for r in caplog.records)
