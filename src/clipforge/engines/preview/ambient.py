@@ -184,7 +184,8 @@ class Ambient:
                 ph = 2 * math.pi * 2.3 * t + 0.7 * math.sin(2 * math.pi * 3.1 * t)
                 a = e
             c, s = math.cos(ph) * a, math.sin(ph) * a
-            mx = cv2.add(cv2.addWeighted(f.ax, c, f.bx, s, 0.0), f.gx)
+            # water moves up and down only: its x map is the plain grid
+            mx = f.gx if kind == "water" else cv2.add(cv2.addWeighted(f.ax, c, f.bx, s, 0.0), f.gx)
             my = cv2.add(cv2.addWeighted(f.ay, c, f.by, s, 0.0), f.gy)
             if kind == "clouds":
                 drift = 0.018 * self.w * t / 5.0 * e  # clouds drift sideways, slowly
