@@ -74,6 +74,26 @@ path = "/nonexistent/ltx2-weights"
 """
 
 
+PG_CANDIDATES = [os.environ.get("CLIPFORGE_TEST_DATABASE_URL", "")] + [
+    f"postgresql://{user}@127.0.0.1:5432/test" for user in ("root", "postgres")]
+
+
+def find_postgres() -> tuple[str | None, str]:
+    """A reachable PostgreSQL test database URL, or None and the reason (for a visible skip)."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        return None, f"psycopg is not installed ({exc})"
+    errors = []
+    for url in filter(None, PG_CANDIDATES):
+        try:
+            with psycopg.connect(url, connect_timeout=2):
+                return url, ""
+        except psycopg.Error as exc:
+            errors.append(f"{url}: {str(exc).strip().splitlines()[0]}")
+    return None, "PostgreSQL unreachable: " + "; ".join(errors)
+
+
 def gradient_image(width: int = 480, height: int = 320, fmt: str = "PNG", seed: int = 0) -> bytes:
     """A colourful, structured test picture (not flat, so PSNR and motion checks mean something)."""
     rng = np.random.default_rng(seed)

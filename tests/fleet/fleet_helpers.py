@@ -19,24 +19,7 @@ import httpx
 from helpers import free_port
 
 HERE = Path(__file__).parent
-PG_CANDIDATES = [os.environ.get("CLIPFORGE_TEST_DATABASE_URL", "")] + [
-    f"postgresql://{user}@127.0.0.1:5432/test" for user in ("root", "postgres")]
 KEY = "fleet-key"
-
-
-def find_postgres() -> tuple[str | None, str]:
-    try:
-        import psycopg
-    except ImportError as exc:
-        return None, f"psycopg is not installed ({exc})"
-    errors = []
-    for url in filter(None, PG_CANDIDATES):
-        try:
-            with psycopg.connect(url, connect_timeout=2):
-                return url, ""
-        except psycopg.Error as exc:
-            errors.append(f"{url}: {str(exc).strip().splitlines()[0]}")
-    return None, "PostgreSQL unreachable: " + "; ".join(errors)
 
 
 def models_toml(log: Path) -> str:

@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fleet.fleet_helpers import Fleet, find_postgres
+from fleet.fleet_helpers import Fleet
+from helpers import find_postgres
 
 PG_URL, PG_SKIP_REASON = find_postgres()
 pytestmark = pytest.mark.skipif(PG_URL is None, reason=PG_SKIP_REASON or "PostgreSQL unreachable")

@@ -8,7 +8,6 @@ answers, the PostgreSQL cases are skipped with the reason.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import threading
 import time
 import uuid
@@ -23,27 +22,9 @@ from clipforge.core.job import Job, JobStatus, new_job_id
 from clipforge.jobs.base import LOST_WORKER_MESSAGE, JobStore, LeaseState, open_store
 from clipforge.jobs.memory import MemoryJobStore
 from clipforge.jobs.sqlite import SQLiteJobStore
+from helpers import find_postgres
 
-PG_CANDIDATES = [os.environ.get("CLIPFORGE_TEST_DATABASE_URL", "")] + [
-    f"postgresql://{user}@127.0.0.1:5432/test" for user in ("root", "postgres")]
-
-
-def _find_postgres() -> tuple[str | None, str]:
-    try:
-        import psycopg
-    except ImportError as exc:
-        return None, f"psycopg is not installed ({exc})"
-    errors = []
-    for url in filter(None, PG_CANDIDATES):
-        try:
-            with psycopg.connect(url, connect_timeout=2):
-                return url, ""
-        except psycopg.Error as exc:
-            errors.append(f"{url}: {str(exc).strip().splitlines()[0]}")
-    return None, "PostgreSQL unreachable: " + "; ".join(errors)
-
-
-PG_URL, PG_SKIP_REASON = _find_postgres()
+PG_URL, PG_SKIP_REASON = find_postgres()
 
 
 class Backend:

@@ -13,7 +13,7 @@ from clipforge.core.job import Job
 from clipforge.core.routing import Routing
 from clipforge.core.settings import Settings
 from clipforge.jobs.base import JobStore
-from clipforge.storage.base import ArtifactStore
+from clipforge.storage.base import ArtifactStore, artifact_url
 
 
 @dataclass
@@ -28,16 +28,7 @@ class Services:
 
     def media_url(self, request: Request, key: str | None, job: Job) -> str | None:
         """A URL for an artifact: presigned where the store signs, else served by /media."""
-        if not key:
-            return None
-        if job.expires_at:
-            import time
-
-            signed = self.artifacts.presigned_url(key, max(60, int(job.expires_at - time.time())))
-            if signed:
-                return signed
-        base = (self.settings.public_url or str(request.base_url)).rstrip("/")
-        return f"{base}/media/{key}"
+        return artifact_url(self.artifacts, key, job.expires_at, self.settings.public_url or str(request.base_url))
 
 
 async def services(request: Request) -> Services:

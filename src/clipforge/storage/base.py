@@ -36,6 +36,23 @@ class ArtifactStore(abc.ABC):
         return None
 
 
+def artifact_url(artifacts: ArtifactStore, key: str | None, expires_at: float | None,
+                 base_url: str | None) -> str | None:
+    """How clients reach an artifact: a presigned URL where the store signs (valid until the
+    generation expires), else `<base_url>/media/<key>` served by the api; None without either."""
+    if not key:
+        return None
+    if expires_at:
+        import time
+
+        signed = artifacts.presigned_url(key, max(60, int(expires_at - time.time())))
+        if signed:
+            return signed
+    if not base_url:
+        return None
+    return f"{base_url.rstrip('/')}/media/{key}"
+
+
 def open_artifacts(url: str, **s3_options: Any) -> ArtifactStore:
     """`file:///abs/dir` (local directory) or `s3://bucket/prefix`; `s3_options` (endpoint_url, region,
     access_key_id, secret_access_key, addressing_style: `Settings.storage_options`) apply to S3 only."""

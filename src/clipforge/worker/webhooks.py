@@ -40,7 +40,7 @@ from clipforge.core.settings import Settings
 from clipforge.inputs.fetch import USER_AGENT, CheckedUrl, Resolver, check_public_url, system_resolver
 from clipforge.jobs.base import JobStore
 from clipforge.jobs.webhooks import SECRET_PREFIX, next_attempt_at
-from clipforge.storage.base import ArtifactStore
+from clipforge.storage.base import ArtifactStore, artifact_url
 
 log = logging.getLogger(__name__)
 
@@ -181,15 +181,7 @@ class WebhookDispatcher:
     def media_url(self, key: str | None, job: Job) -> str | None:
         """As the api links media: presigned where the store signs, else `<public_url>/media/<key>`
         (None without a public URL: a standalone worker needs CLIPFORGE_PUBLIC_URL for links)."""
-        if not key:
-            return None
-        if job.expires_at:
-            signed = self.artifacts.presigned_url(key, max(60, int(job.expires_at - time.time())))
-            if signed:
-                return signed
-        if not self.settings.public_url:
-            return None
-        return f"{self.settings.public_url.rstrip('/')}/media/{key}"
+        return artifact_url(self.artifacts, key, job.expires_at, self.settings.public_url)
 
     # -- the request ------------------------------------------------------------------------
     def post(self, url: str, msg_id: str, secret: str, body: bytes) -> tuple[bool, str | None]:
