@@ -190,11 +190,12 @@ class Ambient:
             if kind == "clouds":
                 drift = 0.018 * self.w * t / 5.0 * e  # clouds drift sideways, slowly
                 mx = cv2.scaleAdd(f.gain, -drift, mx)
+            if kind != "fire":  # straight into the canvas: no temporary and no copy
+                cv2.remap(src, mx, my, cv2.INTER_LINEAR, dst=work[sl], borderMode=cv2.BORDER_REFLECT_101)
+                continue
             out = cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-            if kind == "fire":
-                flick = 0.10 * e * (math.sin(2 * math.pi * 7.3 * t) + 0.6 * math.sin(2 * math.pi * 11.9 * t + 1.0))
-                out = np.clip(out * (1.0 + flick * f.gain)[..., None], 0, 255).astype(np.uint8)
-            work[sl] = out
+            flick = 0.10 * e * (math.sin(2 * math.pi * 7.3 * t) + 0.6 * math.sin(2 * math.pi * 11.9 * t + 1.0))
+            work[sl] = np.clip(out * (1.0 + flick * f.gain)[..., None], 0, 255).astype(np.uint8)
 
     # ---- screen-space overlays -------------------------------------------------------------------------
     def _streaks(self, rain: bool) -> list[tuple[np.ndarray, float, float]]:
