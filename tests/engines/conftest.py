@@ -6,9 +6,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("diffusers")
-
 
 @pytest.fixture(scope="session")
 def tiny_ltx2(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+pytest.importorskip("torch", reason="the ltx2 engine needs the models extra")
+pytest.importorskip("diffusers", reason="the ltx2 engine needs the models extra")
 from PIL import Image
 
 from clipforge.core.errors import Cancelled
