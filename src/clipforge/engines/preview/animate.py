@@ -40,8 +40,11 @@ def _roi_matrix(m: np.ndarray, x0: int, y0: int) -> np.ndarray:
 
 
 def animate_image(first: np.ndarray, tail: np.ndarray | None, cues: Cues, timeline: Timeline, n: int, fps: int,
-                  seed: int) -> Iterator[np.ndarray]:
-    """Yield `n` frames: frame 0 is `first` exactly, and the last is `tail` exactly when given."""
+                  seed: int, subject_parallax: bool = True) -> Iterator[np.ndarray]:
+    """Yield `n` frames: frame 0 is `first` exactly, and the last is `tail` exactly when given.
+
+    `subject_parallax=False` moves the picture as one plane (painted scenes: a cut-out of a painted disc or
+    tower leaves its glow behind in the plate, which reads as a ghost outline)."""
     h, w = first.shape[:2]
     land = tail is not None
     layers = build_layers(first)
@@ -57,7 +60,7 @@ def animate_image(first: np.ndarray, tail: np.ndarray | None, cues: Cues, timeli
         path = CameraPath(cues.camera, w, h, n - HOLD, speed=cues.speed, seed=seed, land=True, duration_s=n / fps)
         yield from _morph_frames(first, tail, path, pad, ambient, n)
         return
-    parallax = layers.has_subject and cues.camera != "static"
+    parallax = subject_parallax and layers.has_subject and cues.camera != "static"
     bg_gain, fg_gain = (BG_GAIN, FG_GAIN) if parallax else (1.0, 1.0)
     if cues.camera == "handheld":
         bg_gain, fg_gain = (0.9, 1.1) if parallax else (1.0, 1.0)

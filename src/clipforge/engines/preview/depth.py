@@ -161,9 +161,8 @@ def build_layers(image: np.ndarray) -> Layers:
 
 
 def _inpaint_plate(image: np.ndarray, proxy: np.ndarray, mask: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """The picture with the subject's solid core replaced by an inpainted fill (Telea on the proxy, upsampled,
-    with a little grain so the fill does not look like a smear). Where the matte is soft the plate keeps the
-    picture, so compositing the subject back over the plate gives the picture exactly."""
+    """The picture with the subject replaced by an inpainted fill (Telea on the proxy, upsampled, with a
+    little grain so the fill does not look like a smear)."""
     h, w = image.shape[:2]
     grow = cv2.dilate(mask, np.ones((5, 5), np.uint8), iterations=2)
     fill = cv2.inpaint(proxy, grow, 5, cv2.INPAINT_TELEA)
@@ -172,7 +171,10 @@ def _inpaint_plate(image: np.ndarray, proxy: np.ndarray, mask: np.ndarray, alpha
     grain = rng.normal(0, 3.0, (h // 4 + 1, w // 4 + 1, 1)).astype(np.float32)
     grain = cv2.resize(grain, (w, h), interpolation=cv2.INTER_LINEAR)[..., None]
     fill = np.clip(fill.astype(np.float32) + grain, 0, 255).astype(np.uint8)
-    core = (alpha >= 0.999)
-    plate = image.copy()
-    plate[core] = fill[core]
-    return plate
+    # the fill covers the whole matte, soft edge included, and fades out just beyond it: a moving subject
+    # must not uncover its own outline left behind in the plate (frame 0 is the picture itself, unaffected)
+    edge = (alpha > 0.001).astype(np.uint8)
+    reach = cv2.GaussianBlur(cv2.dilate(edge, np.ones((3, 3), np.uint8), iterations=3).astype(np.float32),
+                             (0, 0), 1.5)
+    g = np.maximum(reach, edge.astype(np.float32))[..., None]
+    return (image * (1.0 - g) + fill * g).astype(np.uint8)

@@ -183,7 +183,7 @@ def render_scene(cues: Cues, width: int, height: int, n: int, seed: int, timelin
     camera = cues.camera if cues.camera_explicit else DEFAULT_CAMERA[cues.scene]
     ambient = tuple(dict.fromkeys(cues.ambient + SCENE_AMBIENT[cues.scene]))
     yield from animate_image(still, None, dataclasses.replace(cues, camera=camera, ambient=ambient), timeline, n, fps,
-                             seed)
+                             seed, subject_parallax=False)
 
 
 def _abstract(cues: Cues, w: int, h: int, n: int, seed: int) -> Iterator[np.ndarray]:
