@@ -15,9 +15,11 @@ $(STAMP): pyproject.toml
 	# range in pyproject's `models` extra is then already satisfied.
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -e ".[models,postgres,s3,dev]"
-	# Debian's chromium for the playground's browser tests (never a downloaded browser); root only.
-	command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || apt-get install -y --no-install-recommends chromium \
-		|| (apt-get update && apt-get install -y --no-install-recommends chromium) || true
+	# Debian's chromium (the playground's browser tests; never a downloaded browser) and espeak-ng (spoken
+	# dialogue in preview clips); root only, and optional: tests that need them skip with the reason.
+	for pkg in chromium espeak-ng; do command -v $$pkg >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] \
+		|| apt-get install -y --no-install-recommends $$pkg || (apt-get update && apt-get install -y \
+		--no-install-recommends $$pkg) || true; done
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
+from clipforge.engines.preview import audio as audio_module
 from clipforge.engines.preview.audio import soundscape
 from clipforge.engines.preview.events import make_timeline
 from clipforge.engines.preview.loudness import integrated_loudness, true_peak
@@ -82,11 +83,24 @@ def test_surf_swells_with_the_waves():
     assert np.corrcoef(rms[core], swell[core])[0, 1] > 0.6
 
 
-def test_dialogue_is_spoken_or_skipped_with_a_log_line(caplog):
+def test_dialogue_is_skipped_with_a_log_line_without_tts(caplog, monkeypatch):
+    monkeypatch.setattr(audio_module.shutil, "which", lambda name: None)
     cues = parse_prompt('a man says "hello there, welcome to the harbour"')
     assert cues.dialogue == ("hello there, welcome to the harbour",)
     with caplog.at_level(logging.INFO, logger="clipforge.engines.preview.audio"):
         audio = soundscape(cues, 5, 0)
     assert -20 <= integrated_loudness(audio) <= -12
-    if shutil.which("espeak-ng") is None and shutil.which("espeak") is None:
-        assert any("not spoken" in r.getMessage() for r in caplog.records)
+    assert any("not spoken" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt-get install espeak-ng)")
+def test_dialogue_is_spoken_with_espeak_ng():
+    speech = audio_module.speak(("hello there, welcome to the harbour",))
+    assert speech is not None and len(speech) > 0.8 * 48_000
+    voiced = np.abs(speech) > 0.05
+    assert voiced.mean() > 0.2  # words, not silence
+    plain = soundscape(parse_prompt("a man at the harbour"), 5, 0)
+    spoken = soundscape(parse_prompt('a man at the harbour, "hello there, welcome to the harbour"'), 5, 0)
+    assert -20 <= integrated_loudness(spoken) <= -12
+    band = lambda a: np.abs(np.fft.rfft(a[0]))[300 * 5:3000 * 5].sum()  # noqa: E731 - speech band, 5 s clips
+    assert band(spoken) > 1.2 * band(plain)
