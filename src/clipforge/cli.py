@@ -38,7 +38,7 @@ def settings_options(fn: Callable) -> Callable:
                      help="Comma-separated API keys. Unset: a key is made once in <home>/api-key."),
         click.option("--keys-file", envvar="CLIPFORGE_KEYS_FILE", show_envvar=True, default=None,
                      type=click.Path(path_type=Path, exists=True, dir_okay=False),
-                     help="TOML file of API keys with per-key rate limits and quotas (see docs)."),
+                     help="TOML file of API keys with per-key rate limits and quotas (format in the README)."),
         click.option("--database-url", envvar="CLIPFORGE_DATABASE_URL", show_envvar=True, default=None,
                      help="Job store: sqlite:///path or postgresql://... [default: SQLite in <home>]"),
         click.option("--storage-url", envvar="CLIPFORGE_STORAGE_URL", show_envvar=True, default=None,
