@@ -179,6 +179,7 @@ def serve(host: str, port: int, workers: int, **options: Any) -> None:
     for proc in procs:
         proc.start()
     try:
+        _wait_for_workers(app.state.services.store, procs)
         # JSON logs: leave logging to us (log_config=None), so uvicorn's records carry the request id too.
         uvicorn.run(app, host=host, port=port, log_level="info",
                     **({"log_config": None} if settings.log_format == "json" else {}))
@@ -196,6 +197,26 @@ def _own_url(host: str, port: int) -> str:
     if host in ("0.0.0.0", "::", ""):
         host = socket.getfqdn()
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _wait_for_workers(store: Any, procs: list[Any], timeout: float = 60.0) -> None:
+    """Hold the port closed until the embedded workers have registered their engines, so the first
+    request after "Uvicorn running" finds a ready engine instead of a 503."""
+    import time
+
+    from clipforge.core.routing import WORKER_TTL
+
+    deadline = time.monotonic() + timeout
+    pids = {str(p.pid) for p in procs}
+    while pids and time.monotonic() < deadline:
+        live = {str(w["info"].get("pid")) for w in store.live_workers(WORKER_TTL)}
+        if pids <= live:
+            return
+        if any(p.exitcode is not None for p in procs):
+            raise ClipforgeError("an embedded worker exited during start-up; see the log above")
+        time.sleep(0.1)
+    if pids:
+        log.warning("workers not registered after %.0f s; serving anyway", timeout)
 
 
 def _pool_child(settings: Settings, engines: list[str] | None, gpu: str | None) -> None:

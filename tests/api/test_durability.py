@@ -28,3 +28,14 @@ def test_jobs_survive_hard_kill_and_restart(tmp_path: Path):
         assert all(httpx.get(f["video"]["url"]).status_code == 200 for f in finals)
     finally:
         server.stop()
+
+
+def test_first_request_after_start_finds_a_ready_engine(tmp_path: Path):
+    """serve opens its port only once its embedded worker has registered its engines."""
+    server = LiveServer(tmp_path).start(wait_ready=False)  # returns as soon as /healthz answers
+    try:
+        r = httpx.post(f"{server.url}/v2/video/generations", headers=server.headers(),
+                       json={"model": "test/fixed", "prompt": "right away"})
+        assert r.status_code == 200, r.text
+    finally:
+        server.stop()
