@@ -27,7 +27,7 @@ from clipforge.core.errors import Conflict, NotFound
 from clipforge.core.job import Job, JobStatus
 from clipforge.jobs import migrate
 from clipforge.jobs.base import JobStore, LeaseState
-from clipforge.jobs.rows import COLUMNS, JSON_COLUMNS, lost_worker_error, row_to_job
+from clipforge.jobs.rows import COLUMNS, JSON_COLUMNS, list_query, lost_worker_error, row_to_job
 from clipforge.jobs.webhooks import DELIVERY_COLUMNS, delivery_for, new_secret, row_to_delivery
 
 try:  # optional: without it one connection, behind a lock, serves every thread
@@ -241,17 +241,8 @@ class PostgresJobStore(JobStore):
 
     def list(self, owner: str, limit: int = 20, after: str | None = None, order: str = "desc",
              status: JobStatus | None = None) -> list[Job]:
-        op, direction = ("<", "DESC") if order == "desc" else (">", "ASC")
-        query, args = f"{Q_SELECT} WHERE owner = %s", [owner]
-        if status is not None:
-            query += " AND status = %s"
-            args.append(status.value)
-        if after:
-            anchor = self.get(after, owner)
-            query += f" AND (created_at, id) {op} (%s, %s)"
-            args += [anchor.created_at, anchor.id]
-        query += f" ORDER BY created_at {direction}, id {direction} LIMIT %s"
-        args.append(limit)
+        anchor = self.get(after, owner) if after else None
+        query, args = list_query(Q_SELECT, "%s", owner, limit, anchor, order, status)
         return [row_to_job(r) for r in self._read(query, args)]
 
     def queue_position(self, job: Job) -> int:

@@ -44,3 +44,20 @@ def lost_worker_error(attempts: int) -> dict[str, str]:
     from clipforge.jobs.base import LOST_WORKER_MESSAGE
 
     return {"name": "WorkerLost", "message": LOST_WORKER_MESSAGE.format(n=attempts)}
+
+
+def list_query(select: str, mark: str, owner: str, limit: int, anchor: Job | None, order: str,
+               status: JobStatus | None) -> tuple[str, list[Any]]:
+    """The SQL and arguments of `JobStore.list` (owner's jobs by creation time, after `anchor`), with
+    `mark` the driver's placeholder (`?` or `%s`)."""
+    op, direction = ("<", "DESC") if order == "desc" else (">", "ASC")
+    sql, args = f"{select} WHERE owner = {mark}", [owner]
+    if status is not None:
+        sql += f" AND status = {mark}"
+        args.append(status.value)
+    if anchor is not None:
+        sql += f" AND (created_at, id) {op} ({mark}, {mark})"
+        args += [anchor.created_at, anchor.id]
+    sql += f" ORDER BY created_at {direction}, id {direction} LIMIT {mark}"
+    args.append(limit)
+    return sql, args

@@ -15,7 +15,7 @@ from clipforge.core.errors import Conflict, NotFound
 from clipforge.core.job import Job, JobStatus
 from clipforge.jobs import migrate
 from clipforge.jobs.base import JobStore, LeaseState
-from clipforge.jobs.rows import COLUMNS, job_to_row, lost_worker_error, row_to_job
+from clipforge.jobs.rows import COLUMNS, job_to_row, list_query, lost_worker_error, row_to_job
 from clipforge.jobs.webhooks import DELIVERY_COLUMNS, delivery_for, delivery_row, new_secret, row_to_delivery
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM jobs"
@@ -122,17 +122,8 @@ class SQLiteJobStore(JobStore):
 
     def list(self, owner: str, limit: int = 20, after: str | None = None, order: str = "desc",
              status: JobStatus | None = None) -> list[Job]:
-        op, direction = ("<", "DESC") if order == "desc" else (">", "ASC")
-        sql, args = f"{_SELECT} WHERE owner = ?", [owner]
-        if status is not None:
-            sql += " AND status = ?"
-            args.append(status.value)
-        if after:
-            anchor = self.get(after, owner)
-            sql += f" AND (created_at, id) {op} (?, ?)"
-            args += [anchor.created_at, anchor.id]
-        sql += f" ORDER BY created_at {direction}, id {direction} LIMIT ?"
-        args.append(limit)
+        anchor = self.get(after, owner) if after else None
+        sql, args = list_query(_SELECT, "?", owner, limit, anchor, order, status)
         return [row_to_job(r) for r in self._read(sql, tuple(args))]
 
     def queue_position(self, job: Job) -> int:
