@@ -299,16 +299,13 @@ def worker(engines: str | None, concurrency: int, gpus: str | None, **options: A
 @settings_options
 def migrate(**options: Any) -> None:
     """Apply pending schema migrations to the configured database and print what was applied."""
-    from clipforge.jobs.base import open_store
+    from clipforge.jobs.base import open_store, redact_url
     from clipforge.jobs.migrate import migration_files
 
     settings = build_settings(**options)
     url = settings.resolved_database_url
-    shown = _redact(url)
-    try:
-        store = open_store(url)
-    except Exception as exc:  # noqa: BLE001 - one line for the operator, not a traceback
-        fail(f"cannot open the database {shown}: {exc}")
+    shown = redact_url(url)
+    store = open_store(url)  # a database that cannot be opened is one `Error:` line
     try:
         applied = list(getattr(store, "applied_at_open", [])) + store.migrate()
     finally:
@@ -318,13 +315,6 @@ def migrate(**options: Any) -> None:
     for name in applied:
         click.echo(f"applied {name}")
     click.echo(f"{shown}: {'up to date' if not applied else f'{len(applied)} applied'}; schema at {latest}")
-
-
-def _redact(url: str) -> str:
-    """The URL with any password replaced by ***."""
-    import re
-
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 # -- models ----------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ ClipforgeError
  ├── Conflict            idempotency clash, or an action that the job's state forbids (api: 409)
  ├── RateLimited         a per-key limit is reached (api: 429, Retry-After)
  ├── NotReady            no engine can serve the request now (api: 503)
+ ├── ConfigError         a setting or config file is wrong (CLI: one `Error:` line at start-up)
  ├── Cancelled           raised inside an engine when its job's cancel flag is set
  └── EngineError         an engine failed; the message is shown to the user
 
@@ -45,6 +46,10 @@ class NotReady(ClipforgeError):
     def __init__(self, message: str, retry_after: float = 5.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ConfigError(ClipforgeError, ValueError):
+    """A bad setting, URL or config file, found while starting up."""
 
 
 class Cancelled(ClipforgeError):

@@ -19,6 +19,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from clipforge.core.errors import ConfigError
+
 DEFAULT_REQUESTS_PER_MINUTE = 1200
 DEFAULT_MAX_ACTIVE_JOBS = 16
 
@@ -38,7 +40,10 @@ class KeyPolicy:
 
 def load_policies(keys: tuple[str, ...], keys_file: Path | None) -> dict[str, KeyPolicy]:
     """Key -> policy for every key in settings and in the keys file."""
-    data = tomllib.loads(Path(keys_file).read_text()) if keys_file else {}
+    try:
+        data = tomllib.loads(Path(keys_file).read_text()) if keys_file else {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"keys file {keys_file}: not valid TOML: {exc}") from None
     defaults = data.get("defaults", {})
     rpm = int(defaults.get("requests_per_minute", DEFAULT_REQUESTS_PER_MINUTE))
     active = int(defaults.get("max_active_jobs", DEFAULT_MAX_ACTIVE_JOBS))

@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from clipforge.core.errors import ConfigError
+
 LOG_FORMATS = ("text", "json")
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("clipforge_request_id", default=None)
@@ -80,7 +82,7 @@ class TextFormatter(logging.Formatter):
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     """Route every logger (uvicorn's too, once it propagates) through one stderr handler."""
     if fmt not in LOG_FORMATS:
-        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {fmt!r}")
+        raise ConfigError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {fmt!r}")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(ContextFilter())

@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from clipforge.core.errors import InvalidInput
+from clipforge.core.errors import ConfigError, InvalidInput
 
 TASKS = ("i2v", "t2v", "any")
 
@@ -50,9 +50,9 @@ def parse_routing(data: dict[str, Any]) -> Routing:
         engines = tuple(entry.get("engines", ()))
         task = entry.get("task", "any")
         if not engines:
-            raise ValueError(f"models config: model '{model_id}' lists no engines")
+            raise ConfigError(f"models config: model '{model_id}' lists no engines")
         if task not in TASKS:
-            raise ValueError(f"models config: model '{model_id}' has task '{task}', expected one of {TASKS}")
+            raise ConfigError(f"models config: model '{model_id}' has task '{task}', expected one of {TASKS}")
         models[model_id] = ModelRoute(model_id, engines, task)
     return Routing(models, dict(data.get("engines", {})))
 
@@ -63,7 +63,11 @@ def load_routing(path: Path | None = None) -> Routing:
         text = resources.files("clipforge.config").joinpath("models.toml").read_text()
     else:
         text = Path(path).read_text()
-    return parse_routing(tomllib.loads(text))
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"models config {path}: not valid TOML: {exc}") from None
+    return parse_routing(data)
 
 
 WORKER_TTL = 20.0  # seconds: a worker that has not refreshed its row for this long is not live

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import abc
 import enum
+import re
 import time
 from typing import Any
 
+from clipforge.core.errors import ConfigError
 from clipforge.core.job import Job, JobStatus
 
 LOST_WORKER_MESSAGE = (
@@ -174,12 +176,27 @@ class JobStore(abc.ABC):
         """Release connections."""
 
 
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ***, for messages and logs."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
 def open_store(url: str) -> JobStore:
     """A store for a database URL: `sqlite:///path`, `memory://`, `postgresql://...`.
 
     A PostgreSQL URL may pick the schema the tables live in (created when missing):
-    `postgresql://host/db?options=-csearch_path%3Dclipforge`.
+    `postgresql://host/db?options=-csearch_path%3Dclipforge`. A database that cannot be opened is a
+    ConfigError naming the (redacted) URL and the cause.
     """
+    try:
+        return _open_store(url)
+    except ConfigError:
+        raise
+    except Exception as exc:  # the driver's own error, turned into one line an operator can act on
+        raise ConfigError(f"cannot open the job store {redact_url(url)}: {exc}") from exc
+
+
+def _open_store(url: str) -> JobStore:
     if url.startswith("sqlite:///"):
         from clipforge.jobs.sqlite import SQLiteJobStore
 
@@ -192,4 +209,5 @@ def open_store(url: str) -> JobStore:
         from clipforge.jobs.postgres import PostgresJobStore
 
         return PostgresJobStore(url)
-    raise ValueError(f"database URL must start with sqlite:///, postgresql:// or memory://, got {url!r}")
+    raise ConfigError(f"database URL must start with sqlite:///, postgresql:// or memory://, "
+                      f"got {redact_url(url)!r}")

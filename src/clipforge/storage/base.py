@@ -6,6 +6,8 @@ import abc
 from pathlib import Path
 from typing import Any
 
+from clipforge.core.errors import ConfigError
+
 
 class ArtifactStore(abc.ABC):
     """Blobs by key (`<token>/output.mp4`). Keys hold unguessable tokens chosen by the caller."""
@@ -64,4 +66,4 @@ def open_artifacts(url: str, **s3_options: Any) -> ArtifactStore:
         from clipforge.storage.s3 import S3ArtifactStore
 
         return S3ArtifactStore.from_url(url, **s3_options)
-    raise ValueError(f"storage URL must start with file:// or s3://, got {url!r}")
+    raise ConfigError(f"storage URL must start with file:// or s3://, got {url!r}")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from clipforge.core.errors import ConfigError
 from clipforge.storage.base import ArtifactStore
 
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4's limit
@@ -22,7 +23,7 @@ class S3ArtifactStore(ArtifactStore):
                  access_key_id: str | None = None, secret_access_key: str | None = None,
                  addressing_style: str | None = None, client: Any = None) -> None:
         if not bucket:
-            raise ValueError("S3 storage URL needs a bucket: s3://bucket/prefix")
+            raise ConfigError("S3 storage URL needs a bucket: s3://bucket/prefix")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         if client is None:
@@ -41,7 +42,7 @@ class S3ArtifactStore(ArtifactStore):
         """`s3://bucket/prefix` plus the keyword options of the constructor."""
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
-            raise ValueError(f"S3 storage URL must look like s3://bucket/prefix, got {url!r}")
+            raise ConfigError(f"S3 storage URL must look like s3://bucket/prefix, got {url!r}")
         return cls(parsed.netloc, parsed.path, **options)
 
     def _key(self, key: str) -> str:
