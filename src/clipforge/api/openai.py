@@ -133,7 +133,7 @@ async def parse_create(body: dict[str, Any], owner: str, svc: Services) -> Submi
     spec["size"] = requested or output_size(GenerationSpec(prompt="", duration=duration), dims)
     model = params.text(body, "model", required=False, max_chars=200) or DEFAULT_MODEL
     return Submission(owner=owner, model=model, spec=spec,
-                      image=ImageInput(FIELD, data=image.data) if image else None)
+                      image=ImageInput(FIELD, data=image.data, checked=image) if image else None)
 
 
 # -- views -----------------------------------------------------------------------------------------

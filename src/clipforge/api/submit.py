@@ -25,11 +25,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ImageInput:
-    """An input image as it arrived: a reference (URL, data URI, base64) or uploaded bytes."""
+    """An input image as it arrived: a reference (URL, data URI, base64), uploaded bytes, or an image a
+    dialect already checked (so it is not decoded twice)."""
 
     field: str
     ref: str | None = None
     data: bytes | None = None
+    checked: CheckedImage | None = None
 
 
 @dataclass
@@ -79,6 +81,8 @@ class Submitter:
         return engine
 
     async def _checked(self, image: ImageInput) -> CheckedImage:
+        if image.checked is not None:
+            return image.checked
         if image.data is not None:
             return await asyncio.to_thread(check_image_bytes, image.data, image.field, self.settings.max_image_bytes)
         assert image.ref is not None
