@@ -214,7 +214,9 @@ def test_code_panel_runs_as_shown(page, live_server: LiveServer, model: str, tmp
     page.click("#audio + .track")
     key = live_server.keys[0]
 
-    page.wait_for_function("() => document.querySelector('#code').textContent.includes('\"seed\": 42')")
+    # the panel re-renders after each change: wait until it shows both the seed and the audio switch
+    page.wait_for_function("() => { const t = document.querySelector('#code').textContent;"
+                           " return t.includes('\"seed\": 42') && t.includes('\"generate_audio\": false'); }")
     curl = page.inner_text("#code").replace("<YOUR_API_KEY>", key)
     assert "generate_audio\": false" in curl
     out = subprocess.run(["bash", "-c", curl.split("\n# then poll")[0]], cwd=tmp_path, capture_output=True,
