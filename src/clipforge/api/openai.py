@@ -34,6 +34,7 @@ from clipforge.core.keys import KeyPolicy
 from clipforge.core.spec import DURATIONS, GenerationSpec, output_size
 from clipforge.inputs.fetch import load_image
 from clipforge.inputs.images import CheckedImage, check_image_bytes
+from clipforge.jobs.rows import CANCELLED_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ async def parse_create(body: dict[str, Any], owner: str, svc: Services) -> Submi
 # -- views -----------------------------------------------------------------------------------------
 def error_object(job: Job) -> dict[str, Any] | None:
     if job.status == JobStatus.CANCELLED:
-        return {"code": "cancelled", "message": (job.error or {}).get("message") or "Cancelled by request"}
+        return {"code": "cancelled", "message": (job.error or {}).get("message") or CANCELLED_ERROR["message"]}
     if job.status == JobStatus.EXPIRED:
         return {"code": "expired", "message": "This video's outputs expired and were deleted; create it again "
                 "(the same seed reproduces it)."}

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-
-ENV_PREFIX = "CLIPFORGE_"
-
-
-def _bool(value: str) -> bool:
-    return value.strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
@@ -42,7 +34,6 @@ class Settings:
     s3_access_key_id: str | None = None  # unset: boto3's own chain (AWS_* env, profile, instance role)
     s3_secret_access_key: str | None = None
     s3_addressing_style: str | None = None  # "path" | "virtual" | "auto"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def resolved_database_url(self) -> str:
@@ -59,43 +50,6 @@ class Settings:
                    "access_key_id": self.s3_access_key_id, "secret_access_key": self.s3_secret_access_key,
                    "addressing_style": self.s3_addressing_style}
         return {k: v for k, v in options.items() if v}
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        env = os.environ if env is None else env
-        kw: dict[str, Any] = {}
-        get = lambda name: env.get(ENV_PREFIX + name)  # noqa: E731
-        if get("HOME"):
-            kw["home"] = Path(get("HOME"))
-        if get("API_KEYS"):
-            kw["api_keys"] = tuple(k.strip() for k in get("API_KEYS").split(",") if k.strip())
-        for name, attr in (("DATABASE_URL", "database_url"), ("STORAGE_URL", "storage_url"),
-                           ("PUBLIC_URL", "public_url")):
-            if get(name):
-                kw[attr] = get(name)
-        if get("MODELS_CONFIG"):
-            kw["models_config"] = Path(get("MODELS_CONFIG"))
-        if get("KEYS_FILE"):
-            kw["keys_file"] = Path(get("KEYS_FILE"))
-        if get("ALLOW_PRIVATE_URLS"):
-            kw["allow_private_urls"] = _bool(get("ALLOW_PRIVATE_URLS"))
-        if get("LEASE_SECONDS"):
-            kw["lease_seconds"] = float(get("LEASE_SECONDS"))
-            kw["heartbeat_seconds"] = max(0.5, min(5.0, kw["lease_seconds"] / 4))
-        if get("RETENTION_HOURS"):
-            kw["retention_seconds"] = float(get("RETENTION_HOURS")) * 3600
-        for name in ("S3_ENDPOINT_URL", "S3_REGION", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY",
-                     "S3_ADDRESSING_STYLE", "LOG_FORMAT"):
-            if get(name):
-                kw[name.lower()] = get(name)
-        if get("SHUTDOWN_GRACE_SECONDS"):
-            kw["shutdown_grace_seconds"] = float(get("SHUTDOWN_GRACE_SECONDS"))
-        if get("METRICS_AUTH"):
-            kw["metrics_auth"] = _bool(get("METRICS_AUTH"))
-        if get("WEBHOOK_BACKOFF_SECONDS"):
-            kw["webhook_backoff_seconds"] = float(get("WEBHOOK_BACKOFF_SECONDS"))
-        kw.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**kw)
 
     def with_keys(self) -> Settings:
         """These settings with at least one API key.

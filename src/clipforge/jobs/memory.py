@@ -10,10 +10,8 @@ from typing import Any
 from clipforge.core.errors import Conflict, NotFound
 from clipforge.core.job import Job, JobStatus
 from clipforge.jobs.base import JobStore, LeaseState
-from clipforge.jobs.rows import lost_worker_error
+from clipforge.jobs.rows import cancelled_error, lost_worker_error
 from clipforge.jobs.webhooks import delivery_for, new_secret
-
-_CANCELLED = {"name": "Cancelled", "message": "Cancelled by request"}
 
 
 class MemoryJobStore(JobStore):
@@ -134,7 +132,7 @@ class MemoryJobStore(JobStore):
             now = time.time()
             job.worker_id, job.updated_at, job.stage, job.lease_expires_at = None, now, None, None
             if job.cancel_requested:
-                job.status, job.error, job.finished_at = JobStatus.CANCELLED, dict(_CANCELLED), now
+                job.status, job.error, job.finished_at = JobStatus.CANCELLED, cancelled_error(), now
             else:
                 job.status, job.progress, job.attempts = JobStatus.QUEUED, 0, max(0, job.attempts - 1)
             self._event(job)
@@ -163,7 +161,7 @@ class MemoryJobStore(JobStore):
             for job in stale:
                 job.worker_id, job.updated_at, job.stage, job.lease_expires_at = None, now, None, None
                 if job.cancel_requested:
-                    job.status, job.error, job.finished_at = JobStatus.CANCELLED, dict(_CANCELLED), now
+                    job.status, job.error, job.finished_at = JobStatus.CANCELLED, cancelled_error(), now
                 elif job.attempts >= job.max_attempts:
                     job.status, job.error, job.finished_at = JobStatus.FAILED, lost_worker_error(job.attempts), now
                 else:
@@ -179,7 +177,7 @@ class MemoryJobStore(JobStore):
                 raise Conflict(f"generation '{job_id}' already finished with status '{job.status.value}'; "
                                "only queued or running generations can be cancelled")
             if job.status == JobStatus.QUEUED:
-                job.status, job.error, job.finished_at = JobStatus.CANCELLED, dict(_CANCELLED), time.time()
+                job.status, job.error, job.finished_at = JobStatus.CANCELLED, cancelled_error(), time.time()
                 self._event(job)
                 self._enqueue_webhook(job)
             else:

@@ -27,7 +27,7 @@ from clipforge.core.errors import Conflict, NotFound
 from clipforge.core.job import Job, JobStatus
 from clipforge.jobs import migrate
 from clipforge.jobs.base import JobStore, LeaseState
-from clipforge.jobs.rows import COLUMNS, JSON_COLUMNS, list_query, lost_worker_error, row_to_job
+from clipforge.jobs.rows import COLUMNS, JSON_COLUMNS, cancelled_error, list_query, lost_worker_error, row_to_job
 from clipforge.jobs.webhooks import DELIVERY_COLUMNS, delivery_for, new_secret, row_to_delivery
 
 try:  # optional: without it one connection, behind a lock, serves every thread
@@ -36,7 +36,6 @@ except ImportError:  # pragma: no cover - depends on the install
     ConnectionPool = None  # type: ignore[assignment,misc]
 
 CHANNEL = "clipforge_jobs"
-_CANCELLED = {"name": "Cancelled", "message": "Cancelled by request"}
 _NOW = "extract(epoch from clock_timestamp())::double precision"
 _COLS = ", ".join(COLUMNS)
 _JOB_COLS = ", ".join(f"j.{c}" for c in COLUMNS)
@@ -294,7 +293,7 @@ class PostgresJobStore(JobStore):
             rows = c.execute(Q_EXPIRED_LEASES).fetchall()
             for job_id, attempts, max_attempts, cancel_requested, progress, owner, webhook in rows:
                 if cancel_requested:
-                    c.execute(Q_END_LOST, ("cancelled", Jsonb(_CANCELLED), job_id))
+                    c.execute(Q_END_LOST, ("cancelled", Jsonb(cancelled_error()), job_id))
                     self._event(c, job_id, "cancelled", progress, None)
                     self._enqueue_webhook(c, job_id, owner, webhook, "cancelled")
                 elif attempts >= max_attempts:
@@ -313,7 +312,7 @@ class PostgresJobStore(JobStore):
                 return False
             cancel_requested, progress, owner, webhook = row
             if cancel_requested:
-                c.execute(Q_END_LOST, ("cancelled", Jsonb(_CANCELLED), job_id))
+                c.execute(Q_END_LOST, ("cancelled", Jsonb(cancelled_error()), job_id))
                 self._event(c, job_id, "cancelled", progress, None)
                 self._enqueue_webhook(c, job_id, owner, webhook, "cancelled")
             else:
@@ -350,7 +349,7 @@ class PostgresJobStore(JobStore):
                 raise Conflict(f"generation '{job_id}' already finished with status '{job.status.value}'; "
                                "only queued or running generations can be cancelled")
             if job.status == JobStatus.QUEUED:
-                row = c.execute(Q_CANCEL_QUEUED, (Jsonb(_CANCELLED), job_id)).fetchone()
+                row = c.execute(Q_CANCEL_QUEUED, (Jsonb(cancelled_error()), job_id)).fetchone()
                 self._event(c, job_id, "cancelled", job.progress, None)
                 self._enqueue_webhook(c, job_id, job.owner, job.webhook, "cancelled")
             else:

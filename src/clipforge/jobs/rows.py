@@ -40,6 +40,14 @@ def row_to_job(row: Any) -> Job:
     return Job(**d)
 
 
+CANCELLED_ERROR = {"name": "Cancelled", "message": "Cancelled by request"}
+
+
+def cancelled_error() -> dict[str, str]:
+    """The error recorded on a cancelled job (a fresh dict: callers may keep it)."""
+    return dict(CANCELLED_ERROR)
+
+
 def lost_worker_error(attempts: int) -> dict[str, str]:
     from clipforge.jobs.base import LOST_WORKER_MESSAGE
 

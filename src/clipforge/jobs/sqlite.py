@@ -15,7 +15,15 @@ from clipforge.core.errors import Conflict, NotFound
 from clipforge.core.job import Job, JobStatus
 from clipforge.jobs import migrate
 from clipforge.jobs.base import JobStore, LeaseState
-from clipforge.jobs.rows import COLUMNS, job_to_row, list_query, lost_worker_error, row_to_job
+from clipforge.jobs.rows import (
+    CANCELLED_ERROR,
+    COLUMNS,
+    cancelled_error,
+    job_to_row,
+    list_query,
+    lost_worker_error,
+    row_to_job,
+)
 from clipforge.jobs.webhooks import DELIVERY_COLUMNS, delivery_for, delivery_row, new_secret, row_to_delivery
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM jobs"
@@ -197,7 +205,7 @@ class SQLiteJobStore(JobStore):
             if job.cancel_requested:
                 c.execute("UPDATE jobs SET status = 'cancelled', worker_id = NULL, lease_expires_at = NULL, "
                           "stage = NULL, finished_at = ?, updated_at = ?, error = ? WHERE id = ?",
-                          (now, now, json.dumps({"name": "Cancelled", "message": "Cancelled by request"}), job_id))
+                          (now, now, json.dumps(CANCELLED_ERROR), job_id))
                 self._event(c, job_id, "cancelled", job.progress, None)
                 self._enqueue_webhook(c, job_id, "cancelled")
             else:
@@ -224,7 +232,7 @@ class SQLiteJobStore(JobStore):
             for job_id, attempts, max_attempts, cancel_requested, progress in rows:
                 if cancel_requested or attempts >= max_attempts:
                     # Ended as `finish` ends a job: no lease, no stage, progress kept.
-                    status, error = (("cancelled", {"name": "Cancelled", "message": "Cancelled by request"})
+                    status, error = (("cancelled", cancelled_error())
                                      if cancel_requested else ("failed", lost_worker_error(attempts)))
                     c.execute("UPDATE jobs SET status = ?, worker_id = NULL, lease_expires_at = NULL, stage = NULL, "
                               "finished_at = ?, updated_at = ?, error = ? WHERE id = ?",
@@ -249,8 +257,7 @@ class SQLiteJobStore(JobStore):
                                "only queued or running generations can be cancelled")
             if job.status == JobStatus.QUEUED:
                 c.execute("UPDATE jobs SET status = 'cancelled', finished_at = ?, updated_at = ?, error = ? "
-                          "WHERE id = ?", (now, now, json.dumps({"name": "Cancelled",
-                                                                  "message": "Cancelled by request"}), job_id))
+                          "WHERE id = ?", (now, now, json.dumps(CANCELLED_ERROR), job_id))
                 self._event(c, job_id, "cancelled", job.progress, None)
                 self._enqueue_webhook(c, job_id, "cancelled")
             else:

@@ -19,6 +19,7 @@ from clipforge.engines.base import Engine, EngineOutput, EngineRequest
 from clipforge.engines.registry import create_engine
 from clipforge.inputs.images import decode_image
 from clipforge.jobs.base import JobStore, LeaseState
+from clipforge.jobs.rows import cancelled_error
 from clipforge.media.encode import EncodeResult, encode_mp4
 from clipforge.media.stills import jpeg_bytes, spritesheet
 from clipforge.storage.base import ArtifactStore
@@ -26,7 +27,6 @@ from clipforge.worker.progress import JobProgress, LeaseLost
 
 log = logging.getLogger(__name__)
 
-CANCELLED_ERROR = {"name": "Cancelled", "message": "Cancelled by request"}
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ class JobRunner:
                 log.warning("job %s: lease lost; leaving it to its new worker", job.id)
                 return None
             except Cancelled:
-                self.store.finish(job.id, worker_id, JobStatus.CANCELLED, error=dict(CANCELLED_ERROR))
+                self.store.finish(job.id, worker_id, JobStatus.CANCELLED, error=cancelled_error())
                 return JobStatus.CANCELLED
             except Exception as exc:  # every failure ends the job with a message a person can act on
                 error = failure_message(exc)
