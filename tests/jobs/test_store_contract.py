@@ -151,6 +151,13 @@ def test_idempotent_create_returns_the_earlier_job(store):
     assert len(store.list("alice")) == 1
 
 
+def test_find_by_idempotency_key_is_per_owner(store):
+    first = add(store, idempotency_key="key-9", request_hash="hash-a")
+    assert store.find_by_idempotency_key("alice", "key-9").id == first.id
+    assert store.find_by_idempotency_key("bob", "key-9") is None
+    assert store.find_by_idempotency_key("alice", "other") is None
+
+
 def test_concurrent_creates_with_one_key_make_one_job(backend):
     stores = [backend.open() for _ in range(4)]
     barrier = threading.Barrier(20)

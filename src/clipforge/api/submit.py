@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from clipforge.core.errors import InvalidInput, NotReady
+from clipforge.core.errors import Conflict, InvalidInput, NotReady
 from clipforge.core.job import Job, new_job_id
 from clipforge.core.routing import WORKER_TTL, Routing, engine_reason, engine_states, pick_engine
 from clipforge.core.settings import Settings
@@ -88,8 +88,20 @@ class Submitter:
         assert image.ref is not None
         return await load_image(image.ref, image.field, self.fetcher, self.settings.max_image_bytes)
 
+    def _replay(self, sub: Submission) -> Job | None:
+        """An idempotent retry is answered before any image is fetched or checked again."""
+        if not sub.idempotency_key:
+            return None
+        earlier = self.store.find_by_idempotency_key(sub.owner, sub.idempotency_key)
+        if earlier is not None and earlier.request_hash != sub.request_hash():
+            raise Conflict("Idempotency-Key was already used with a different request body")
+        return earlier
+
     async def submit(self, sub: Submission) -> tuple[Job, bool]:
         """Validate, store inputs and enqueue; returns (job, created)."""
+        earlier = self._replay(sub)
+        if earlier is not None:
+            return earlier, False
         self.check_task(sub.model, "i2v" if sub.image else "t2v")
         images = {name: await self._checked(image) for name, image in
                   (("image", sub.image), ("tail_image", sub.tail_image)) if image is not None}

@@ -56,6 +56,10 @@ class JobStore(abc.ABC):
         job and False (raise Conflict if its request hash differs)."""
 
     @abc.abstractmethod
+    def find_by_idempotency_key(self, owner: str, key: str) -> Job | None:
+        """The owner's job created with this Idempotency-Key, if any (a cheap check before new work)."""
+
+    @abc.abstractmethod
     def get(self, job_id: str, owner: str | None = None) -> Job:
         """The job; NotFound if unknown or owned by someone else."""
 

@@ -42,15 +42,21 @@ class MemoryJobStore(JobStore):
 
     def create(self, job: Job) -> tuple[Job, bool]:
         with self._lock:
-            if job.idempotency_key:
-                for earlier in self._jobs.values():
-                    if (earlier.owner, earlier.idempotency_key) == (job.owner, job.idempotency_key):
-                        if earlier.request_hash != job.request_hash:
-                            raise Conflict("Idempotency-Key was already used with a different request body")
-                        return copy.deepcopy(earlier), False
+            earlier = self.find_by_idempotency_key(job.owner, job.idempotency_key) if job.idempotency_key else None
+            if earlier is not None:
+                if earlier.request_hash != job.request_hash:
+                    raise Conflict("Idempotency-Key was already used with a different request body")
+                return earlier, False
             self._jobs[job.id] = copy.deepcopy(job)
             self._event(job)
             return job, True
+
+    def find_by_idempotency_key(self, owner: str, key: str) -> Job | None:
+        with self._lock:
+            for job in self._jobs.values():
+                if (job.owner, job.idempotency_key) == (owner, key):
+                    return copy.deepcopy(job)
+            return None
 
     def get(self, job_id: str, owner: str | None = None) -> Job:
         with self._lock:

@@ -232,6 +232,10 @@ class PostgresJobStore(JobStore):
             raise Conflict("Idempotency-Key was already used with a different request body")
         return earlier, False
 
+    def find_by_idempotency_key(self, owner: str, key: str) -> Job | None:
+        rows = self._read(Q_BY_KEY, (owner, key))
+        return row_to_job(rows[0]) if rows else None
+
     def get(self, job_id: str, owner: str | None = None) -> Job:
         rows = self._read(f"{Q_SELECT} WHERE id = %s", (job_id,))
         if not rows or (owner is not None and rows[0][1] != owner):

@@ -122,6 +122,10 @@ class SQLiteJobStore(JobStore):
             self._event(c, job.id, job.status.value, job.progress, job.stage)
         return job, True
 
+    def find_by_idempotency_key(self, owner: str, key: str) -> Job | None:
+        rows = self._read(f"{_SELECT} WHERE owner = ? AND idempotency_key = ?", (owner, key))
+        return row_to_job(rows[0]) if rows else None
+
     def get(self, job_id: str, owner: str | None = None) -> Job:
         rows = self._read(f"{_SELECT} WHERE id = ?", (job_id,))
         if not rows or (owner is not None and rows[0][1] != owner):
