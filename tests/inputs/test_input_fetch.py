@@ -108,6 +108,15 @@ def test_guard_refuses_private_addresses(url: str) -> None:
     refused(lambda: check_public_url(url, "image_url"), "url_private")
 
 
+def test_refusal_does_not_reveal_what_a_name_resolves_to() -> None:
+    dns = fake_dns({"localhost": ["127.0.0.1"], "db.internal": ["10.20.30.40", "fd00::7"]})
+    for host in ("localhost", "db.internal"):
+        message = refused(lambda h=host: check_public_url(f"http://{h}/a.png", "image_url", resolver=dns),
+                          "url_private")
+        assert not any(a in message for a in ("127.0.0.1", "10.20.30.40", "fd00::7")), message
+        assert f"host '{host}' is not a public address" in message and "CLIPFORGE_ALLOW_PRIVATE_URLS" in message
+
+
 def test_guard_allows_public_and_opt_in_private() -> None:
     assert check_public_url(f"http://{PUBLIC_IP}/a.png", "image_url").addresses == (PUBLIC_IP,)
     assert check_public_url("http://10.1.2.3/a.png", "image_url", allow_private=True).port == 80
@@ -117,7 +126,8 @@ def test_guard_refuses_when_any_address_is_private() -> None:
     dns = fake_dns({"mixed.test": [PUBLIC_IP, "10.0.0.1"], "ok.test": [PUBLIC_IP, "2606:4700::1"]})
     message = refused(lambda: check_public_url("https://mixed.test/", "image_url", resolver=dns),
                       "url_private")
-    assert "10.0.0.1" in message
+    assert "10.0.0.1" not in message and "'mixed.test' is not a public address" in message
+    assert "CLIPFORGE_ALLOW_PRIVATE_URLS" in message
     checked = asyncio.run(check_public_url_async("https://ok.test:8443/", "webhook_url", resolver=dns))
     assert (checked.host, checked.port, len(checked.addresses)) == ("ok.test", 8443, 2)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from clipforge.core.errors import Conflict, NotFound
+from clipforge.core.errors import Conflict, NotFound, QuotaExceeded
 from clipforge.core.job import Job, JobStatus, new_job_id
 from clipforge.jobs.base import LOST_WORKER_MESSAGE, JobStore, LeaseState, open_store
 from clipforge.jobs.memory import MemoryJobStore
@@ -172,6 +172,49 @@ def test_concurrent_creates_with_one_key_make_one_job(backend):
     assert len({job_id for job_id, _ in results}) == 1
     assert sum(created for _, created in results) == 1
     assert len(stores[0].list("alice", limit=100)) == 1
+
+
+# -- active-job quota ----------------------------------------------------------------------------
+def test_quota_counts_queued_and_running_jobs_of_the_owner(store):
+    first = add(store)
+    add(store)
+    with pytest.raises(QuotaExceeded) as info:
+        store.create(make_job(), max_active=2)
+    assert (info.value.limit, info.value.active) == (2, 2) and "2 generations queued or running" in str(info.value)
+    assert store.create(make_job(owner="bob"), max_active=2)[1]  # another owner's quota is its own
+    claimed = store.claim("w1", ["preview"], lease_seconds=60)
+    assert claimed is not None and claimed.id == first.id  # running still counts
+    with pytest.raises(QuotaExceeded):
+        store.create(make_job(), max_active=2)
+    assert store.finish(first.id, "w1", JobStatus.FAILED, error={"name": "x", "message": "y"})
+    assert store.create(make_job(), max_active=2)[1]  # a finished job frees its place
+    assert len(store.list("alice", limit=100)) == 3
+
+
+def test_idempotent_retry_gets_its_job_back_when_the_quota_is_full(store):
+    job, created = store.create(make_job(idempotency_key="retry-me", request_hash="h"), max_active=1)
+    assert created
+    again, created = store.create(make_job(idempotency_key="retry-me", request_hash="h"), max_active=1)
+    assert (again.id, created) == (job.id, False)
+    with pytest.raises(QuotaExceeded):
+        store.create(make_job(idempotency_key="another", request_hash="h"), max_active=1)
+
+
+def test_concurrent_creates_accept_exactly_the_quota(backend):
+    stores = [backend.open() for _ in range(4)]  # separate connections, as separate api processes have
+    barrier = threading.Barrier(24)
+
+    def create(i: int) -> bool:
+        barrier.wait()
+        try:
+            return stores[i % 4].create(make_job(), max_active=5)[1]
+        except QuotaExceeded:
+            return False
+
+    with ThreadPoolExecutor(24) as pool:
+        accepted = sum(pool.map(create, range(24)))
+    assert accepted == 5
+    assert len(stores[0].list("alice", limit=100)) == 5
 
 
 # -- claims --------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,11 +15,10 @@ from fastapi.responses import StreamingResponse
 
 from clipforge.api import params
 from clipforge.api.auth import require_key, require_policy
-from clipforge.api.limits import check_active_jobs
 from clipforge.api.services import Services, services
 from clipforge.api.submit import ImageInput, Submission
 from clipforge.api.webhooks import webhook_from_body
-from clipforge.core.errors import InvalidInput
+from clipforge.core.errors import InvalidInput, NotFound
 from clipforge.core.job import Job, JobStatus
 from clipforge.core.keys import KeyPolicy
 from clipforge.jobs.eta import queue_eta_seconds
@@ -33,6 +33,8 @@ KNOWN_FIELDS = {"model", "prompt", "image_url", "tail_image_url", "last_image_ur
 
 AIML_STATUS = {JobStatus.QUEUED: "queued", JobStatus.RUNNING: "generating", JobStatus.COMPLETED: "completed",
                JobStatus.FAILED: "error", JobStatus.CANCELLED: "error", JobStatus.EXPIRED: "error"}
+
+LAST_EVENT_ID = re.compile(r"[0-9]{1,18}")
 
 router = APIRouter(tags=["aiml"])
 
@@ -126,8 +128,8 @@ async def create_generation(request: Request, policy: KeyPolicy = Depends(requir
     body = await json_body(request)
     submission = parse_create(body, policy.owner)
     submission.webhook = await webhook_from_body(body, svc.settings)
-    check_active_jobs(svc.store, policy)
     submission.idempotency_key = request.headers.get("idempotency-key")
+    submission.max_active = policy.max_active_jobs
     job, _ = await svc.submitter.submit(submission)
     return {"id": job.id, "object": "video.generation", "status": "queued" if job.status == JobStatus.QUEUED
             else AIML_STATUS[job.status], "model": job.model, "created": int(job.created_at), "meta": usage(job)}
@@ -158,18 +160,32 @@ async def events(generation_id: str, request: Request, owner: str = Depends(requ
                  svc: Services = Depends(services)) -> StreamingResponse:
     """Server-sent events: every status/progress change until a terminal state; resumable."""
     svc.store.get(generation_id, owner)
-    last = request.headers.get("last-event-id", "0")
-    after = int(last) if last.isdigit() else 0
+    after = last_event_id(request.headers.get("last-event-id"))
     return StreamingResponse(event_stream(generation_id, after, request, svc), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 KEEPALIVE_SECONDS = 15.0
+EXISTS_CHECK_SECONDS = 1.0  # how soon a stream notices that its job was deleted, and ends
 TERMINAL_EVENTS = {"completed", "failed", "cancelled", "expired"}
 
 
+def last_event_id(value: str | None) -> int:
+    """The event seq to resume after; anything but a plain number of up to 18 digits is ignored (0),
+    like a browser's EventSource sends when it has no id."""
+    return int(value) if value and LAST_EVENT_ID.fullmatch(value) else 0
+
+
+def job_or_none(svc: Services, job_id: str) -> Job | None:
+    """The job, or None once it has been deleted."""
+    try:
+        return svc.store.get(job_id)
+    except NotFound:
+        return None
+
+
 async def event_stream(job_id: str, after: int, request: Request, svc: Services) -> AsyncIterator[str]:
-    quiet_since = time.monotonic()
+    quiet_since = checked_at = time.monotonic()
     yield "retry: 2000\n\n"
     while True:
         for event in svc.store.events(job_id, after):
@@ -178,13 +194,20 @@ async def event_stream(job_id: str, after: int, request: Request, svc: Services)
             data = {"id": job_id, "status": AIML_STATUS[status], "progress": event["progress"],
                     "stage": event["stage"], "timestamp": event["ts"]}
             if status.terminal:
-                data = generation_view(svc.store.get(job_id), request, svc)
+                job = job_or_none(svc, job_id)
+                if job is None:
+                    return
+                data = generation_view(job, request, svc)
             yield f"id: {after}\nevent: {'done' if status.terminal else 'progress'}\ndata: {json.dumps(data)}\n\n"
             quiet_since = time.monotonic()
             if event["status"] in TERMINAL_EVENTS:
                 return
         if await request.is_disconnected():
             return
+        if time.monotonic() - checked_at >= EXISTS_CHECK_SECONDS:
+            if job_or_none(svc, job_id) is None:
+                return  # deleted: no event will ever come
+            checked_at = time.monotonic()
         if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
             yield ": keepalive\n\n"
             quiet_since = time.monotonic()

@@ -6,7 +6,7 @@ import threading
 import time
 from collections import deque
 
-from clipforge.core.errors import RateLimited
+from clipforge.core.errors import QuotaExceeded, RateLimited
 from clipforge.core.job import JobStatus
 from clipforge.core.keys import KeyPolicy
 from clipforge.jobs.base import JobStore
@@ -37,12 +37,11 @@ class RateLimiter:
             hits.append(now)
 
 
-def check_active_jobs(store: JobStore, policy: KeyPolicy) -> None:
-    """Refuse a new generation when the key already has its quota queued or running."""
-    limit = policy.max_active_jobs
+def check_active_jobs(store: JobStore, owner: str, limit: int) -> None:
+    """Refuse a new generation early when the key already has its quota queued or running (a hint: the
+    store's `create(..., max_active=limit)` is what enforces it, atomically)."""
     if limit <= 0:
         return
-    active = sum(len(store.list(policy.owner, limit=limit, status=s)) for s in (JobStatus.QUEUED, JobStatus.RUNNING))
+    active = sum(len(store.list(owner, limit=limit, status=s)) for s in (JobStatus.QUEUED, JobStatus.RUNNING))
     if active >= limit:
-        raise RateLimited(f"quota: this key may have {limit} generations queued or running at once and has "
-                          f"{active}; wait for one to finish or cancel one", 5.0)
+        raise QuotaExceeded(limit, active)

@@ -12,6 +12,14 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+def client_request_id(raw: bytes) -> str | None:
+    """The client's `X-Request-Id` (its first 100 characters) when it is printable ASCII; None
+    otherwise, and the caller makes a fresh id: it is echoed in headers, logs and error bodies."""
+    if not raw or not all(0x20 < b < 0x7F for b in raw):
+        return None
+    return raw[:100].decode("ascii")
+
+
 class RequestContext:
     """Give every request an id (from `X-Request-Id` or new) and refuse bodies over `max_body`."""
 
@@ -22,7 +30,7 @@ class RequestContext:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
-        request_id = headers.get(b"x-request-id", b"").decode()[:100] or uuid.uuid4().hex
+        request_id = client_request_id(headers.get(b"x-request-id", b"")) or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         length = headers.get(b"content-length")
         if length and length.isdigit() and int(length) > self.max_body:

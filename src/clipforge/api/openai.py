@@ -24,7 +24,6 @@ from starlette.datastructures import UploadFile
 
 from clipforge.api import params
 from clipforge.api.auth import require_key, require_policy
-from clipforge.api.limits import check_active_jobs
 from clipforge.api.services import Services, services
 from clipforge.api.submit import ImageInput, Submission
 from clipforge.api.webhooks import webhook_from_body
@@ -191,8 +190,8 @@ def respond(job: Job, response: Response) -> dict[str, Any]:
 
 # -- handlers --------------------------------------------------------------------------------------
 async def submit(submission: Submission, request: Request, policy: KeyPolicy, svc: Services) -> Job:
-    check_active_jobs(svc.store, policy)
     submission.idempotency_key = request.headers.get("idempotency-key")
+    submission.max_active = policy.max_active_jobs
     job, _ = await svc.submitter.submit(submission)
     return job
 

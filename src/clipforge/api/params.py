@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from typing import Any
 
@@ -10,6 +11,7 @@ from clipforge.core.errors import InvalidInput
 from clipforge.core.spec import ASPECT_RATIOS, DURATIONS, MAX_PROMPT_CHARS
 
 MAX_SEED = 2**32 - 1
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def json_object(raw: bytes, expected: str) -> dict[str, Any]:
@@ -36,7 +38,17 @@ def text(body: dict[str, Any], field: str, *, required: bool, max_chars: int = M
     if len(value) > max_chars:
         raise InvalidInput(field, f"{field}: is {len(value)} characters; at most {max_chars} are allowed",
                            "too_long")
+    refuse_control_characters(value, field)
     return value
+
+
+def refuse_control_characters(value: str, field: str) -> None:
+    """Text reaches engines and their tools (espeak-ng speaks the dialogue): no control characters
+    but tab and line breaks."""
+    bad = CONTROL_CHARACTERS.search(value)
+    if bad is not None:
+        raise InvalidInput(field, f"{field}: must not contain control characters; found U+{ord(bad.group()):04X} "
+                           f"at position {bad.start()}", "control_character")
 
 
 def duration(value: Any, field: str = "duration", allowed: tuple[int, ...] = DURATIONS) -> int:

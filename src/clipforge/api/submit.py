@@ -10,6 +10,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from clipforge.api.limits import check_active_jobs
 from clipforge.core.errors import Conflict, InvalidInput, NotReady
 from clipforge.core.job import Job, new_job_id
 from clipforge.core.routing import WORKER_TTL, Routing, engine_reason, engine_states, pick_engine
@@ -44,6 +45,7 @@ class Submission:
     idempotency_key: str | None = None
     webhook: dict[str, Any] | None = None
     remixed_from: str | None = None
+    max_active: int = 0  # the key's quota of queued + running jobs (0: unlimited)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def request_hash(self) -> str:
@@ -102,24 +104,29 @@ class Submitter:
         earlier = self._replay(sub)
         if earlier is not None:
             return earlier, False
+        # A cheap early refusal before images are fetched; the store enforces the quota atomically.
+        check_active_jobs(self.store, sub.owner, sub.max_active)
         self.check_task(sub.model, "i2v" if sub.image else "t2v")
         images = {name: await self._checked(image) for name, image in
                   (("image", sub.image), ("tail_image", sub.tail_image)) if image is not None}
         engine = self.choose_engine(sub.model)
         spec_fields = {k: v for k, v in sub.spec.items() if k != "seed_given"}
-        token = secrets.token_urlsafe(18)
+        prefix = f"inputs/{secrets.token_urlsafe(18)}"
         for name, checked in images.items():
-            key = f"inputs/{token}/{name}.{checked.extension}"
+            key = f"{prefix}/{name}.{checked.extension}"
             self.artifacts.put_bytes(key, checked.data, checked.content_type)
             spec_fields[name] = key
         spec = GenerationSpec(**spec_fields)
         job = Job(id=new_job_id(sub.model), owner=sub.owner, model=sub.model, engine=engine,
-                  params={"spec": spec.to_dict(), "inputs_prefix": f"inputs/{token}", **sub.extra},
+                  params={"spec": spec.to_dict(), "inputs_prefix": prefix, **sub.extra},
                   max_attempts=self.settings.max_attempts, idempotency_key=sub.idempotency_key,
                   request_hash=sub.request_hash() if sub.idempotency_key else None,
                   webhook=sub.webhook, remixed_from=sub.remixed_from)
-        job, created = self.store.create(job)
-        if not created:
-            self.artifacts.delete_prefix(f"inputs/{token}")
+        created = False
+        try:
+            job, created = self.store.create(job, max_active=sub.max_active)
+        finally:
+            if not created and images:  # refused (quota, conflict) or an earlier job answered
+                self.artifacts.delete_prefix(prefix)
         log.info("job %s: queued for engine %s", job.id, engine)
         return job, created

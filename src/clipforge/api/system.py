@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 
 from clipforge.api.auth import require_key
 from clipforge.api.services import Services, services
+from clipforge.core.job import is_output_key
 from clipforge.core.routing import WORKER_TTL, engine_reason, engine_states, pick_engine
 
 router = APIRouter(tags=["system"])
@@ -59,10 +60,14 @@ async def list_models(_: str = Depends(require_key), svc: Services = Depends(ser
 
 @router.get("/media/{key:path}")
 async def media(key: str, svc: Services = Depends(services)) -> Response:
-    """Output media at unguessable URLs (the token in the key is the capability)."""
-    if key.startswith("inputs/") or ".." in key:
+    """Output media at unguessable URLs (the token in the key is the capability). The key, decoded once
+    by the router, must name an output file exactly; everything else is 404."""
+    if not is_output_key(key):
         raise HTTPException(404, "no such media")
-    path = svc.artifacts.local_path(key)
+    try:
+        path = svc.artifacts.local_path(key)
+    except ValueError:  # a link that leads out of the store's root
+        raise HTTPException(404, "no such media") from None
     if path is None:
         # Object storage: answer with a short-lived signed URL to the object, when it is there.
         signed = svc.artifacts.presigned_url(key, MEDIA_REDIRECT_SECONDS)

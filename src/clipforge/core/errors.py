@@ -5,6 +5,7 @@ ClipforgeError
  ├── NotFound            unknown id, or another key's id (api: 404)
  ├── Conflict            idempotency clash, or an action that the job's state forbids (api: 409)
  ├── RateLimited         a per-key limit is reached (api: 429, Retry-After)
+ │    └── QuotaExceeded   the key already has its quota of generations queued or running
  ├── NotReady            no engine can serve the request now (api: 503)
  ├── ConfigError         a setting or config file is wrong (CLI: one `Error:` line at start-up)
  ├── Cancelled           raised inside an engine when its job's cancel flag is set
@@ -40,6 +41,15 @@ class RateLimited(ClipforgeError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class QuotaExceeded(RateLimited):
+    """Raised by a job store's `create` when the owner's active jobs are at `max_active`."""
+
+    def __init__(self, limit: int, active: int) -> None:
+        super().__init__(f"quota: this key may have {limit} generations queued or running at once and has "
+                         f"{active}; wait for one to finish or cancel one", 5.0)
+        self.limit, self.active = limit, active
 
 
 class NotReady(ClipforgeError):

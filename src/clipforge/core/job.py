@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 import secrets
 import time
 import uuid
@@ -31,6 +32,17 @@ def new_job_id(model: str) -> str:
 def new_media_token() -> str:
     """The unguessable part of media URLs."""
     return secrets.token_urlsafe(24)
+
+
+# What a finished job stores under `<media_token>/`, and all that `/media/<key>` may serve.
+OUTPUT_FILES = ("output.mp4", "thumbnail.jpg", "spritesheet.jpg")
+OUTPUT_KEY = re.compile(r"[A-Za-z0-9_-]{32}/(?:" + "|".join(re.escape(f) for f in OUTPUT_FILES) + ")")
+
+
+def is_output_key(key: str) -> bool:
+    """True for `<media_token>/<output file>` exactly: never an input image, a dot segment, an absolute
+    path, an encoded or control character, or anything longer."""
+    return OUTPUT_KEY.fullmatch(key) is not None
 
 
 @dataclass

@@ -133,6 +133,16 @@ class CheckedUrl:
     addresses: tuple[str, ...]
 
 
+PRIVATE_URLS_SETTING = "CLIPFORGE_ALLOW_PRIVATE_URLS=1 (--allow-private-urls)"
+
+
+def private_address_message(field: str, host: str) -> str:
+    """The refusal of a non-public host. It never names the address the host resolved to: that
+    would let a caller map internal DNS through error messages."""
+    return (f"{field}: host '{host}' is not a public address (private, loopback, link-local or reserved); "
+            f"only public addresses may be fetched unless the server's operator sets {PRIVATE_URLS_SETTING}")
+
+
 def check_public_url(url: str, field: str, allow_private: bool = False,
                      resolver: Resolver = system_resolver) -> CheckedUrl:
     """Refuse (InvalidInput) a URL a server must not request; blocking, it resolves the host."""
@@ -147,9 +157,7 @@ def check_public_url(url: str, field: str, allow_private: bool = False,
     if not allow_private:
         bad = [a for a in addresses if not is_public_address(a)]
         if bad:
-            raise InvalidInput(field, f"{field}: host '{host}' resolves to {bad[0]}, a private, loopback, "
-                               "link-local or reserved address; only public addresses may be fetched",
-                               "url_private")
+            raise InvalidInput(field, private_address_message(field, host), "url_private")
     return CheckedUrl(parsed, host, port, addresses)
 
 

@@ -33,6 +33,8 @@ class JobStore(abc.ABC):
     - `create` is idempotent per `(owner, idempotency_key)`: the same key and request hash return the
       earlier job with `created=False`, a different hash raises Conflict, concurrent creators with one
       key make one job.
+    - `create(job, max_active=N)` enforces the owner's quota of queued + running jobs atomically:
+      concurrent creators (threads or processes) never get more than N active jobs accepted.
     - Claims are exclusive: a queued job goes to exactly one claimer, oldest first (`created_at`,
       then id), and only to a claimer that listed the job's engine. A claim holds a lease that the
       worker renews with `heartbeat`; a job whose lease expires goes back to the queue with its
@@ -51,9 +53,11 @@ class JobStore(abc.ABC):
 
     # -- submit and read -------------------------------------------------------------------
     @abc.abstractmethod
-    def create(self, job: Job) -> tuple[Job, bool]:
+    def create(self, job: Job, max_active: int = 0) -> tuple[Job, bool]:
         """Insert a job. With an idempotency key already used by the owner, return the earlier
-        job and False (raise Conflict if its request hash differs)."""
+        job and False (raise Conflict if its request hash differs), whatever the quota.
+        With `max_active` > 0, raise QuotaExceeded instead of inserting when the owner already has
+        that many jobs queued or running; the count and the insert are one atomic step."""
 
     @abc.abstractmethod
     def find_by_idempotency_key(self, owner: str, key: str) -> Job | None:

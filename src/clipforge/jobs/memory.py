@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from clipforge.core.errors import Conflict, NotFound
+from clipforge.core.errors import Conflict, NotFound, QuotaExceeded
 from clipforge.core.job import Job, JobStatus
 from clipforge.jobs.base import JobStore, LeaseState
 from clipforge.jobs.rows import cancelled_error, lost_worker_error
@@ -40,13 +40,17 @@ class MemoryJobStore(JobStore):
             raise NotFound(f"generation '{job_id}' not found")
         return job
 
-    def create(self, job: Job) -> tuple[Job, bool]:
+    def create(self, job: Job, max_active: int = 0) -> tuple[Job, bool]:
         with self._lock:
             earlier = self.find_by_idempotency_key(job.owner, job.idempotency_key) if job.idempotency_key else None
             if earlier is not None:
                 if earlier.request_hash != job.request_hash:
                     raise Conflict("Idempotency-Key was already used with a different request body")
                 return earlier, False
+            if max_active > 0:
+                active = sum(1 for j in self._jobs.values() if j.owner == job.owner and not j.terminal)
+                if active >= max_active:
+                    raise QuotaExceeded(max_active, active)
             self._jobs[job.id] = copy.deepcopy(job)
             self._event(job)
             return job, True

@@ -23,7 +23,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 
-from clipforge.core.errors import Conflict, NotFound
+from clipforge.core.errors import Conflict, NotFound, QuotaExceeded
 from clipforge.core.job import Job, JobStatus
 from clipforge.jobs import migrate
 from clipforge.jobs.base import JobStore, LeaseState
@@ -52,6 +52,8 @@ Q_SELECT = f"SELECT {_COLS} FROM jobs"
 Q_INSERT = (f"INSERT INTO jobs ({_COLS}) VALUES ({', '.join(['%s'] * len(COLUMNS))}) "
             "ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id")
 Q_BY_KEY = f"{Q_SELECT} WHERE owner = %s AND idempotency_key = %s"
+Q_QUOTA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('clipforge.quota'), hashtext(%s))"
+Q_COUNT_ACTIVE = "SELECT count(*) FROM jobs WHERE owner = %s AND status IN ('queued', 'running')"
 Q_LOCK_ONE = f"{Q_SELECT} WHERE id = %s FOR UPDATE"
 Q_EVENT = ("INSERT INTO job_events (job_id, ts, status, progress, stage) "
            f"VALUES (%s, {_NOW}, %s, %s, %s)")
@@ -221,16 +223,33 @@ class PostgresJobStore(JobStore):
         return row_to_job(row)
 
     # -- submit and read -------------------------------------------------------------------
-    def create(self, job: Job) -> tuple[Job, bool]:
+    def create(self, job: Job, max_active: int = 0) -> tuple[Job, bool]:
         with self._tx() as c:
-            if c.execute(Q_INSERT, _job_params(job)).fetchone() is not None:
-                self._event(c, job.id, job.status.value, job.progress, job.stage)
-                return job, True
-            # The key was taken; ON CONFLICT waited for its transaction, so the row is visible now.
-            earlier = row_to_job(c.execute(Q_BY_KEY, (job.owner, job.idempotency_key)).fetchone())
+            earlier = self._check_quota(c, job, max_active) if max_active > 0 else None
+            if earlier is None:
+                if c.execute(Q_INSERT, _job_params(job)).fetchone() is not None:
+                    self._event(c, job.id, job.status.value, job.progress, job.stage)
+                    return job, True
+                # The key was taken; ON CONFLICT waited for its transaction, so the row is visible now.
+                earlier = row_to_job(c.execute(Q_BY_KEY, (job.owner, job.idempotency_key)).fetchone())
         if earlier.request_hash != job.request_hash:
             raise Conflict("Idempotency-Key was already used with a different request body")
         return earlier, False
+
+    @staticmethod
+    def _check_quota(c: psycopg.Connection, job: Job, max_active: int) -> Job | None:
+        """Inside create's transaction: serialise the owner's creates (an advisory lock held until
+        commit), then return the idempotent earlier job if any, else count and refuse past the quota.
+        Each statement after the lock sees every create committed before it (READ COMMITTED)."""
+        c.execute(Q_QUOTA_LOCK, (job.owner,))
+        if job.idempotency_key:
+            row = c.execute(Q_BY_KEY, (job.owner, job.idempotency_key)).fetchone()
+            if row is not None:
+                return row_to_job(row)
+        (active,) = c.execute(Q_COUNT_ACTIVE, (job.owner,)).fetchone()
+        if active >= max_active:
+            raise QuotaExceeded(max_active, active)
+        return None
 
     def find_by_idempotency_key(self, owner: str, key: str) -> Job | None:
         rows = self._read(Q_BY_KEY, (owner, key))

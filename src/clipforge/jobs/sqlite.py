@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from clipforge.core.errors import Conflict, NotFound
+from clipforge.core.errors import Conflict, NotFound, QuotaExceeded
 from clipforge.core.job import Job, JobStatus
 from clipforge.jobs import migrate
 from clipforge.jobs.base import JobStore, LeaseState
@@ -28,6 +28,7 @@ from clipforge.jobs.webhooks import DELIVERY_COLUMNS, delivery_for, delivery_row
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM jobs"
 _DELIVERY_COLS = ", ".join(DELIVERY_COLUMNS)
+_COUNT_ACTIVE = "SELECT COUNT(*) FROM jobs WHERE owner = ? AND status IN ('queued', 'running')"
 
 
 class SQLiteJobStore(JobStore):
@@ -107,8 +108,8 @@ class SQLiteJobStore(JobStore):
         return row_to_job(row) if row else None
 
     # -- submit and read -------------------------------------------------------------------
-    def create(self, job: Job) -> tuple[Job, bool]:
-        with self._tx() as c:
+    def create(self, job: Job, max_active: int = 0) -> tuple[Job, bool]:
+        with self._tx() as c:  # BEGIN IMMEDIATE: one writer at a time, across processes too
             if job.idempotency_key:
                 row = c.execute(f"{_SELECT} WHERE owner = ? AND idempotency_key = ?",
                                 (job.owner, job.idempotency_key)).fetchone()
@@ -117,6 +118,10 @@ class SQLiteJobStore(JobStore):
                     if earlier.request_hash != job.request_hash:
                         raise Conflict("Idempotency-Key was already used with a different request body")
                     return earlier, False
+            if max_active > 0:
+                (active,) = c.execute(_COUNT_ACTIVE, (job.owner,)).fetchone()
+                if active >= max_active:
+                    raise QuotaExceeded(max_active, active)
             c.execute(f"INSERT INTO jobs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
                       job_to_row(job))
             self._event(c, job.id, job.status.value, job.progress, job.stage)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from clipforge.core.errors import Cancelled, ClipforgeError, InvalidInput
-from clipforge.core.job import Job, JobStatus
+from clipforge.core.job import OUTPUT_FILES, Job, JobStatus
 from clipforge.core.routing import Routing
 from clipforge.core.settings import Settings
 from clipforge.core.spec import GenerationSpec, output_size
@@ -37,7 +37,7 @@ class MediaKeys:
 
     @classmethod
     def for_token(cls, token: str) -> MediaKeys:
-        return cls(f"{token}/output.mp4", f"{token}/thumbnail.jpg", f"{token}/spritesheet.jpg")
+        return cls(*(f"{token}/{name}" for name in OUTPUT_FILES))
 
 
 def build_request(spec: GenerationSpec, artifacts: ArtifactStore) -> EngineRequest:

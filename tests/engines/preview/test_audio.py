@@ -104,3 +104,30 @@ def test_dialogue_is_spoken_with_espeak_ng():
     assert -20 <= integrated_loudness(spoken) <= -12
     band = lambda a: np.abs(np.fft.rfft(a[0]))[300 * 5:3000 * 5].sum()  # noqa: E731 - speech band, 5 s clips
     assert band(spoken) > 1.2 * band(plain)
+
+
+def test_dialogue_never_reaches_espeak_as_an_argument(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    calls = []
+
+    def fake_run(argv, **kwargs):
+        calls.append((argv, kwargs.get("input")))
+        raise OSError("not really run")
+
+    monkeypatch.setattr(audio_module.shutil, "which", lambda name: "/usr/bin/espeak-ng")
+    monkeypatch.setattr(audio_module.subprocess, "run", fake_run)
+    cues = parse_prompt(f'a man says "-f{tmp_path}/secret" and "--help me\x00"')
+    assert audio_module.speak(cues.dialogue) is None
+    (argv, stdin), = calls
+    assert argv[-1] == "--stdin" and not any("secret" in a or "help" in a for a in argv)
+    assert stdin == f"-f{tmp_path}/secret ... --help me ".encode()
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt-get install espeak-ng)")
+def test_dialogue_naming_a_file_does_not_speak_the_file(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("the launch code is banana. " * 30)  # about half a minute when spoken
+    spoken_file = audio_module.speak((secret.read_text()[:300],))
+    spoken_option = audio_module.speak((f"-f{secret}",))
+    assert spoken_file is not None and spoken_option is not None
+    assert spoken_option.shape[0] < spoken_file.shape[0] / 2  # the path's few words, not the file
+    assert spoken_option.shape[0] < 8 * RATE

@@ -279,6 +279,18 @@ def soundscape(cues: Cues, duration: float, seed: int, timeline: Timeline | None
     return normalise(mix.astype(np.float32), TARGET_LUFS, -1.0, RATE)
 
 
+def espeak_argv(exe: str, wav: Path) -> list[str]:
+    """espeak-ng's command line: options only. The words go on stdin, so no user text is ever read as
+    an option (`-f FILE` would speak a file) or a path."""
+    return [exe, "-w", str(wav), "-s", "155", "--stdin"]
+
+
+def speech_text(lines: tuple[str, ...]) -> bytes:
+    """The dialogue as espeak-ng reads it on stdin: one line, control characters dropped."""
+    text = " ... ".join(lines)
+    return "".join(ch if ch.isprintable() else " " for ch in text).encode("utf-8", "replace")
+
+
 def speak(lines: tuple[str, ...]) -> np.ndarray | None:
     """Quoted dialogue spoken by espeak-ng (mono float at 48 kHz), or None (logged) when it is not installed."""
     if not lines:
@@ -290,7 +302,7 @@ def speak(lines: tuple[str, ...]) -> np.ndarray | None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "speech.wav"
         try:
-            subprocess.run([exe, "-w", str(path), "-s", "155", " ... ".join(lines)], check=True, timeout=30,
+            subprocess.run(espeak_argv(exe, path), input=speech_text(lines), check=True, timeout=30,
                            capture_output=True)
             with wave.open(str(path), "rb") as w:
                 rate, width, ch = w.getframerate(), w.getsampwidth(), w.getnchannels()
