@@ -59,6 +59,10 @@ CASES = [
      "tail_image_url"),
     ({"model": T2V, "prompt": "x", "tail_image_url": GOOD}, 400, "tail_image_url"),
     ({"model": I2V, "prompt": "x", "image_url": 42}, 400, "image_url"),
+    ({"model": T2V, "prompt": 'a man says "hello\u0000 there"'}, 400, "prompt"),
+    ({"model": T2V, "prompt": "bell \u0007 ringing"}, 400, "prompt"),
+    ({"model": T2V, "prompt": "escape \u001b[31m red"}, 400, "prompt"),
+    ({"model": T2V, "prompt": "x", "negative_prompt": "blur\u0000"}, 400, "negative_prompt"),
 ]
 
 
@@ -94,3 +98,31 @@ def test_nothing_was_queued_and_server_is_healthy(live_server: LiveServer, clien
     assert list((live_server.home / "media").rglob("*.*")) == []
     assert httpx.get(f"{live_server.url}/healthz").status_code == 200
     assert httpx.get(f"{live_server.url}/readyz").status_code == 200
+
+
+def test_control_characters_are_named(client: httpx.Client):
+    r = client.post("/v2/video/generations", json={"model": T2V, "prompt": 'he says "-f/etc/passwd\u0000"'})
+    assert r.status_code == 400 and "control characters" in r.json()["message"] and "U+0000" in r.json()["message"]
+    r = client.post("/v1/videos", headers={"Idempotency-Key": "ctl"}, data={"prompt": "tab\tand\x08backspace"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "prompt"
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/v1/models", "/v2/video/generations/x", "/nope"])
+@pytest.mark.parametrize("value", [b"\xff\xfe\xb2", b"caf\xc3\xa9", b"a\x7fb"])
+def test_bad_request_id_header_is_replaced(live_server: LiveServer, path: str, value: bytes):
+    r = httpx.get(live_server.url + path, headers={**live_server.headers(0), "X-Request-Id": value})
+    assert r.status_code < 500, r.text
+    assert r.headers["x-request-id"].isalnum() and len(r.headers["x-request-id"]) == 32  # a fresh one
+    good = httpx.get(live_server.url + path, headers={**live_server.headers(0), "X-Request-Id": "req-1.2_3"})
+    assert good.headers["x-request-id"] == "req-1.2_3"
+
+
+@pytest.mark.parametrize("last_id", [b"\xb2", b"1" * 26, b"-1", b"abc", b"\xff\xfe", b"7.5"])
+def test_bad_last_event_id_is_ignored(live_server: LiveServer, last_id: bytes):
+    other = httpx.Client(base_url=live_server.url, headers=live_server.headers(1), timeout=30)
+    gen_id = other.post("/v2/video/generations", json={"model": "test/fixed", "prompt": "sse"}).json()["id"]
+    with other.stream("GET", f"/v2/video/generations/{gen_id}/events", headers={"Last-Event-ID": last_id}) as r:
+        assert r.status_code == 200
+        first = next(line for line in r.iter_lines() if line.startswith("data: "))
+    assert '"status": "queued"' in first  # the stream started from the beginning
+    other.delete(f"/v1/videos/{gen_id}")

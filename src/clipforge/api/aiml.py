@@ -218,6 +218,8 @@ async def cancel(generation_id: str, request: Request, owner: str = Depends(requ
                  svc: Services = Depends(services)) -> dict[str, Any]:
     """Cancel: a queued job ends at once; a running one stops at its engine's next step."""
     job = svc.store.cancel(generation_id, owner)
+    if job.status == JobStatus.CANCELLED and job.params.get("inputs_prefix"):  # a running job's worker deletes them
+        await asyncio.to_thread(svc.artifacts.delete_prefix, job.params["inputs_prefix"])
     view = generation_view(job, request, svc)
     view["cancel_requested"] = True
     return view

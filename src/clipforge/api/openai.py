@@ -254,7 +254,7 @@ async def remix(video_id: str, request: Request, response: Response, policy: Key
         tail = await asyncio.to_thread(stored_input, svc, source.params["spec"].get("tail_image"), "tail_image")
     except FileNotFoundError:
         raise Conflict(f"video '{video_id}' can no longer be remixed: its input image was deleted "
-                       "(it expired or was deleted); create a new video instead") from None
+                       "(it expired, failed, was cancelled or was deleted); create a new video instead") from None
     submission = Submission(owner=policy.owner, model=source.model, spec=spec, image=image, tail_image=tail,
                             remixed_from=source.id)
     return respond(await submit(submission, request, policy, svc), response)

@@ -16,6 +16,7 @@ from clipforge.engines.base import Readiness
 from clipforge.engines.registry import engine_readiness
 from clipforge.jobs.base import JobStore
 from clipforge.storage.base import ArtifactStore
+from clipforge.worker.cleanup import EndedJobSweeper, delete_expired
 from clipforge.worker.runner import JobRunner
 from clipforge.worker.webhooks import WebhookDispatcher
 
@@ -45,6 +46,7 @@ class Worker:
         self._registered_at = self._expired_at = 0.0
         self._grace_timer: threading.Timer | None = None
         self.webhooks = WebhookDispatcher(store, artifacts, settings)  # runs while run_forever does
+        self.sweeper = EndedJobSweeper(store, artifacts, since=time.time())
 
     def check_engines(self) -> dict[str, Readiness]:
         self.readiness = {n: engine_readiness(n, self.routing.engine_config(n)) for n in self.engine_names}
@@ -102,9 +104,11 @@ class Worker:
         os._exit(0)
 
     def expire_outputs(self) -> int:
+        """Delete expired jobs' outputs and inputs, and the inputs of jobs that ended for good."""
         expired = self.store.expire_due(time.time())
         for job in expired:
-            self.artifacts.delete_prefix(job.media_token)
+            delete_expired(self.artifacts, job)
+        self.sweeper.sweep()
         self._expired_at = time.monotonic()
         return len(expired)
 

@@ -23,6 +23,7 @@ from clipforge.jobs.rows import cancelled_error
 from clipforge.media.encode import EncodeResult, encode_mp4
 from clipforge.media.stills import jpeg_bytes, spritesheet
 from clipforge.storage.base import ArtifactStore
+from clipforge.worker.cleanup import delete_inputs
 from clipforge.worker.progress import JobProgress, LeaseLost
 
 log = logging.getLogger(__name__)
@@ -140,13 +141,11 @@ class JobRunner:
                 log.warning("job %s: lease lost; leaving it to its new worker", job.id)
                 return None
             except Cancelled:
-                self.store.finish(job.id, worker_id, JobStatus.CANCELLED, error=cancelled_error())
-                return JobStatus.CANCELLED
+                return self._end(job, worker_id, JobStatus.CANCELLED, cancelled_error())
             except Exception as exc:  # every failure ends the job with a message a person can act on
                 error = failure_message(exc)
                 log.exception("job %s failed: %s", job.id, error["message"])
-                self.store.finish(job.id, worker_id, JobStatus.FAILED, error=error)
-                return JobStatus.FAILED
+                return self._end(job, worker_id, JobStatus.FAILED, error)
         outputs["run_seconds"] = round(time.monotonic() - started, 3)
         expires = time.time() + self.settings.retention_seconds
         if not self.store.finish(job.id, worker_id, JobStatus.COMPLETED, outputs=outputs, expires_at=expires):
@@ -154,6 +153,12 @@ class JobRunner:
             self.artifacts.delete_prefix(job.media_token)
             return None
         return JobStatus.COMPLETED
+
+    def _end(self, job: Job, worker_id: str, status: JobStatus, error: dict[str, Any]) -> JobStatus:
+        """Finish a job that failed or was cancelled, and delete its inputs: nothing will use them."""
+        if self.store.finish(job.id, worker_id, status, error=error):
+            delete_inputs(self.artifacts, job)
+        return status
 
     def _produce(self, job: Job, progress: JobProgress) -> dict[str, Any]:
         spec = GenerationSpec.from_dict(job.params["spec"])
