@@ -168,6 +168,7 @@ def serve(host: str, port: int, workers: int, **options: Any) -> None:
 
     settings = build_settings(**options).with_keys()
     configure_logging(fmt=settings.log_format)
+    check_engine_tables(settings.models_config)
     if not options.get("api_keys") and not options.get("keys_file"):
         log.info("API key (from %s): %s", settings.home / "api-key", settings.api_keys[0])
     app = create_app(settings)
@@ -188,6 +189,17 @@ def serve(host: str, port: int, workers: int, **options: Any) -> None:
             proc.terminate()
         for proc in procs:
             proc.join(timeout=settings.shutdown_grace_seconds + 15)
+
+
+def check_engine_tables(models_config: Path | None) -> None:
+    """Refuse bad `[engines.*]` settings before serving. The check imports the engine classes, so it
+    runs in a child process: the api process never imports an engine module."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from clipforge.engines.registry import check_models_config
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(check_models_config, models_config).result()  # re-raises the child's ConfigError
 
 
 def _own_url(host: str, port: int) -> str:
@@ -277,12 +289,15 @@ def run_worker_pool(settings: Settings, engines: list[str] | None, gpus: list[st
 @settings_options
 def worker(engines: str | None, concurrency: int, gpus: str | None, **options: Any) -> None:
     """Run workers: one process by default; --concurrency N or --gpus 0,1,... for several."""
+    from clipforge.core.routing import load_routing
+    from clipforge.engines.registry import check_routing
+
     names = [e.strip() for e in engines.split(",") if e.strip()] if engines else None
     settings = build_settings(**options)
+    routing = load_routing(settings.models_config)
+    check_routing(routing)
     if names:
-        from clipforge.core.routing import load_routing
-
-        routed = load_routing(settings.models_config).engine_names
+        routed = routing.engine_names
         unknown = [n for n in names if n not in routed]
         if unknown:
             fail(f"--engines: {', '.join(unknown)} not routed by any model; routed engines: {', '.join(routed)}")
@@ -324,9 +339,10 @@ def migrate(**options: Any) -> None:
 def models(models_config: Path | None) -> None:
     """List model ids, their engines, and whether each engine is ready on this machine."""
     from clipforge.core.routing import load_routing
-    from clipforge.engines.registry import engine_readiness
+    from clipforge.engines.registry import check_routing, engine_readiness
 
     routing = load_routing(models_config)
+    check_routing(routing)
     states = {n: engine_readiness(n, routing.engine_config(n)) for n in routing.engine_names}
     for model_id, route in routing.models.items():
         click.echo(f"{model_id}  ({route.task})")
@@ -423,13 +439,14 @@ def generate(ctx: click.Context, prompt: str, image: Path | None, tail_image: Pa
     from clipforge.core.routing import load_routing
     from clipforge.core.spec import GenerationSpec, output_size
     from clipforge.engines.base import EngineRequest
-    from clipforge.engines.registry import create_engine, engine_readiness
+    from clipforge.engines.registry import check_engine, create_engine, engine_readiness
     from clipforge.worker.runner import encode_output
 
     if tail_image and not image:
         raise InvalidInput("--tail-image", "--tail-image: needs --image as well (the first frame)", "missing")
     routing = load_routing(models_config)
     config = routing.engine_config(engine)
+    check_engine(engine, config)
     state = engine_readiness(engine, config)
     if not state.ready:
         raise ClipforgeError(f"engine '{engine}' is not ready: {state.reason}")

@@ -47,3 +47,48 @@ def test_bad_keys_file(tmp_path: Path):
     code, out = run("serve", "--home", str(tmp_path), "--keys-file", str(keys), "--workers", "0")
     last = out.strip().splitlines()[-1]
     assert code == 1 and last.startswith("Error: keys file") and "not valid TOML" in last and "Traceback" not in out
+
+
+ROUTES = """
+[models."a"]
+engines = ["ltx2", "preview", "fixed"]
+
+[models."b"]
+engines = ["custom", "free"]
+
+[engines.free]
+class = "fleet.counting_engine:CountingEngine"
+anything = "goes"
+
+"""
+BAD_ENGINE_TABLES = [
+    ('[engines.ltx2]\npath = "/x"\noffload = "modle"\n',
+     '[engines.ltx2]: offload = "modle" is not allowed; allowed values: "none", "model", "sequential", "group", '
+     '"auto"'),
+    ('[engines.ltx2]\nofload = "model"\n', "[engines.ltx2]: unknown key 'ofload' (did you mean 'offload'?)"),
+    ('[engines.ltx2]\ntwo_stage = "yes"\n', 'two_stage = "yes" is not allowed; allowed values: "auto", true, false'),
+    ('[engines.fixed]\nsteps = "forty"\n', '[engines.fixed]: steps must be an integer, got "forty"'),
+    ("[engines.preview]\nspeed = 2\n", "[engines.preview]: unknown key 'speed'; allowed keys: none"),
+    ('[engines.custom]\nclass = "cli.declared_engine:DeclaredEngine"\nquality = "ultra"\n',
+     '[engines.custom]: quality = "ultra" is not allowed; allowed values: "draft", "final"'),
+]
+
+
+@pytest.mark.parametrize("command", ["models", "worker", "serve"])
+@pytest.mark.parametrize(("table", "expected"), BAD_ENGINE_TABLES, ids=[t[1][:40] for t in BAD_ENGINE_TABLES])
+def test_bad_engine_settings_stop_the_command(tmp_path: Path, command: str, table: str, expected: str):
+    path = tmp_path / "models.toml"
+    path.write_text(ROUTES + table)
+    args = ["--models-config", str(path)] + ([] if command == "models" else ["--home", str(tmp_path)])
+    code, out = run(command, *args, *(["--workers", "0"] if command == "serve" else []))
+    last = out.strip().splitlines()[-1]
+    assert code == 1 and last.startswith("Error: ") and expected in last and "Traceback" not in out, out
+
+
+def test_declared_and_undeclared_engine_settings_are_accepted(tmp_path: Path):
+    path = tmp_path / "models.toml"
+    path.write_text(ROUTES + '[engines.custom]\nclass = "cli.declared_engine:DeclaredEngine"\nquality = "final"\n'
+                    'steps = 3\n\n[engines.ltx2]\npath = "/nonexistent"\noffload = "auto"\ntwo_stage = true\n')
+    code, out = run("models", "--models-config", str(path))
+    assert code == 0, out
+    assert "custom     ready" in out and "free       ready" in out and "ltx2       not ready" in out

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from clipforge.core.spec import FPS, GenerationSpec
+from clipforge.engines.options import Option
 
 if TYPE_CHECKING:
     import numpy as np
@@ -76,9 +77,11 @@ class EngineOutput:
 
 
 class Engine(abc.ABC):
-    """Base class of every engine. Subclasses set `name` and take their config in `__init__`."""
+    """Base class of every engine. Subclasses set `name`, declare their settings in `options` and
+    take their config in `__init__`. `options = None` (the default) leaves the table unchecked."""
 
     name: ClassVar[str]
+    options: ClassVar[tuple[Option, ...] | None] = None
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         self.config = dict(config or {})

@@ -14,10 +14,16 @@ import numpy as np
 
 from clipforge.core.errors import EngineError
 from clipforge.engines.base import Engine, EngineOutput, EngineRequest, StepCallback, no_progress
+from clipforge.engines.options import Option
 
 
 class FixedEngine(Engine):
     name = "fixed"
+    options = (
+        Option("steps", (int,), help="step callbacks per job (default 4)"),
+        Option("step_seconds", (float,), help="sleep per step (default 0)"),
+        Option("fail", (str,), help="raise EngineError with this message"),
+    )
 
     def generate(self, request: EngineRequest, on_step: StepCallback = no_progress) -> EngineOutput:
         steps = int(self.config.get("steps", 4))

@@ -38,7 +38,7 @@ Config (`[engines.ltx2]`), all optional except `path`:
   max_sequence_length   prompt tokens (default 1024)
   dtype                 "auto" (bfloat16 on CUDA, float32 on CPU) | bfloat16 | float16 | float32
   device                "auto" (cuda if available) | cuda | cuda:1 | cpu ...
-  offload               none | model | sequential | group (CPU offload flavours of diffusers)
+  offload               none | model | sequential | group (CPU offload flavours of diffusers) | auto
   vae_tiling            decode the VAE in spatial tiles (default true on CUDA)
   vae_temporal_tiling   also decode in overlapping groups of frames (default false)
   compile               regional torch.compile of the transformer blocks (default false)
@@ -67,6 +67,7 @@ import numpy as np
 
 from clipforge.core.errors import EngineError, InvalidInput
 from clipforge.engines.base import Engine, EngineOutput, EngineRequest, Readiness, StepCallback, no_progress
+from clipforge.engines.options import Option
 
 if TYPE_CHECKING:
     import torch
@@ -75,7 +76,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRESETS = ("standard", "fast")
-OFFLOAD_MODES = ("none", "model", "sequential", "group")
+OFFLOAD_MODES = ("none", "model", "sequential", "group", "auto")
+DTYPES = ("auto", "bfloat16", "float16", "float32", "bf16", "fp16", "half", "fp32", "float")
+AUTO_OR_BOOL = ("auto", True, False, "true", "false")
+_NUM, _INT, _STR, _BOOL = (float,), (int,), (str,), (bool,)
+
+# `[engines.ltx2]` as the module docstring describes it; checked at start (clipforge.engines.options).
+OPTIONS = (
+    Option("path", _STR), Option("cache_dir", _STR), Option("upsampler", _STR),
+    Option("two_stage", choices=AUTO_OR_BOOL), Option("preset", choices=PRESETS),
+    Option("distilled", _BOOL), Option("distilled_lora", _STR), Option("steps", _INT),
+    Option("guidance_scale", _NUM), Option("audio_guidance_scale", _NUM), Option("stg_scale", _NUM),
+    Option("stg_blocks", (list,)), Option("modality_scale", _NUM), Option("guidance_rescale", _NUM),
+    Option("use_cross_timestep", choices=AUTO_OR_BOOL), Option("max_pixels", _INT),
+    Option("max_sequence_length", _INT), Option("dtype", choices=DTYPES), Option("device", _STR),
+    Option("offload", choices=OFFLOAD_MODES), Option("vae_tiling", _BOOL), Option("vae_temporal_tiling", _BOOL),
+    Option("compile", _BOOL), Option("compile_fullgraph", _BOOL), Option("text_encoder_device", _STR),
+    Option("text_encoder_dtype", choices=DTYPES), Option("resident", _BOOL), Option("image_crf", _INT),
+    Option("decode_timestep", _NUM), Option("decode_noise_scale", _NUM),
+)
 DEFAULT_MAX_PIXELS = 1280 * 720
 DEFAULT_GUIDANCE = 4.0
 DEFAULT_STEPS = 40
@@ -229,6 +248,7 @@ class LTX2Engine(Engine):
     """LTX-2 video + audio through diffusers; see the module docstring for config and mapping."""
 
     name = "ltx2"
+    options = OPTIONS
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__(config)
@@ -411,7 +431,7 @@ class LTX2Engine(Engine):
     def _place(self, torch: Any) -> None:
         """Put the shared components on the device, or set up one of diffusers' offload modes."""
         base = self._pipes["i2v"]
-        offload = self.offload
+        offload = "none" if self.offload == "auto" else self.offload  # "auto": no offload until it can choose
         if self.device.type == "cpu" and offload != "none":
             log.warning("ltx2: offload=%s needs an accelerator; running on CPU without offload", offload)
             offload = "none"

@@ -1,15 +1,20 @@
 """Engine names -> classes, imported lazily so that naming an engine never imports torch.
 
 Built-in engines are listed here; any other engine is declared in the models TOML with a
-`class = "package.module:ClassName"` key in its `[engines.<name>]` table.
+`class = "package.module:ClassName"` key in its `[engines.<name>]` table. `check_routing` checks
+every engine table against the settings its class declares (`Engine.options`).
 """
 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
+from clipforge.core.errors import ConfigError
+from clipforge.core.routing import Routing, load_routing
 from clipforge.engines.base import Engine, Readiness
+from clipforge.engines.options import check_engine_config
 
 BUILTIN_ENGINES: dict[str, str] = {
     "preview": "clipforge.engines.preview:PreviewEngine",
@@ -38,6 +43,31 @@ def engine_readiness(name: str, config: dict[str, Any]) -> Readiness:
     except Exception as exc:  # an engine module that fails to import is simply not ready
         return Readiness(False, f"engine '{name}' cannot be loaded: {exc}")
     try:
+        check_engine_config(name, cls.options, config)
+    except ConfigError as exc:  # the CLI refuses this at start; a store-side view says why it is not ready
+        return Readiness(False, str(exc))
+    try:
         return cls.readiness({k: v for k, v in config.items() if k != "class"})
     except Exception as exc:
         return Readiness(False, f"readiness check failed: {exc}")
+
+
+def check_engine(name: str, config: dict[str, Any]) -> None:
+    """ConfigError for an unknown key or a bad value in `[engines.<name>]`. An engine whose class
+    cannot be imported here is left to `engine_readiness`, which reports it not ready."""
+    try:
+        cls = engine_class(name, config)
+    except Exception:
+        return
+    check_engine_config(name, cls.options, config)
+
+
+def check_routing(routing: Routing) -> None:
+    """Check every routed engine's table and every `[engines.*]` table."""
+    for name in dict.fromkeys([*routing.engine_names, *routing.engines]):
+        check_engine(name, routing.engine_config(name))
+
+
+def check_models_config(path: Path | None) -> None:
+    """Read a models TOML and check its engine tables (for a child process: see `clipforge serve`)."""
+    check_routing(load_routing(path))

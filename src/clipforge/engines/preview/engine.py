@@ -72,6 +72,7 @@ def prefetch(frames: Iterator[np.ndarray], n: int, on_step: StepCallback, depth:
 
 class PreviewEngine(Engine):
     name = "preview"
+    options = ()  # no settings: `[engines.preview]` stays empty
 
     def generate(self, request: EngineRequest, on_step: StepCallback = no_progress) -> EngineOutput:
         from clipforge.engines.preview.audio import soundscape
