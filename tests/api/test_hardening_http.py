@@ -52,6 +52,9 @@ def test_simultaneous_creates_accept_exactly_the_quota(quota_server: LiveServer)
     again = client.post("/v2/video/generations", json=body, headers={"Idempotency-Key": "retry-me"})
     assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
     assert client.post("/v2/video/generations", json=body, headers={"Idempotency-Key": "new"}).status_code == 429
+    # Every create path of both dialects meets the same quota.
+    assert client.post("/v1/videos", json={"model": "test/slow", "prompt": "openai"}).status_code == 429
+    assert client.post(f"/v1/videos/{first.json()['id']}/remix", json={"prompt": "again"}).status_code == 429
     # Refused creates left no input images behind: one folder per accepted job.
     assert len(list((quota_server.home / "media" / "inputs").iterdir())) == 4
     ids = [first.json()["id"]] + [r.json()["id"] for r in responses if r.status_code == 200]

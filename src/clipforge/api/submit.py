@@ -99,6 +99,21 @@ class Submitter:
             raise Conflict("Idempotency-Key was already used with a different request body")
         return earlier
 
+    def _store_and_create(self, sub: Submission, engine: str, images: dict[str, CheckedImage],
+                          spec_fields: dict[str, Any], prefix: str) -> tuple[Job, bool]:
+        """Store the checked images under `prefix`, then insert the job within the key's quota."""
+        for name, checked in images.items():
+            key = f"{prefix}/{name}.{checked.extension}"
+            self.artifacts.put_bytes(key, checked.data, checked.content_type)
+            spec_fields[name] = key
+        spec = GenerationSpec(**spec_fields)
+        job = Job(id=new_job_id(sub.model), owner=sub.owner, model=sub.model, engine=engine,
+                  params={"spec": spec.to_dict(), "inputs_prefix": prefix, **sub.extra},
+                  max_attempts=self.settings.max_attempts, idempotency_key=sub.idempotency_key,
+                  request_hash=sub.request_hash() if sub.idempotency_key else None,
+                  webhook=sub.webhook, remixed_from=sub.remixed_from)
+        return self.store.create(job, max_active=sub.max_active)
+
     async def submit(self, sub: Submission) -> tuple[Job, bool]:
         """Validate, store inputs and enqueue; returns (job, created)."""
         earlier = self._replay(sub)
@@ -112,21 +127,11 @@ class Submitter:
         engine = self.choose_engine(sub.model)
         spec_fields = {k: v for k, v in sub.spec.items() if k != "seed_given"}
         prefix = f"inputs/{secrets.token_urlsafe(18)}"
-        for name, checked in images.items():
-            key = f"{prefix}/{name}.{checked.extension}"
-            self.artifacts.put_bytes(key, checked.data, checked.content_type)
-            spec_fields[name] = key
-        spec = GenerationSpec(**spec_fields)
-        job = Job(id=new_job_id(sub.model), owner=sub.owner, model=sub.model, engine=engine,
-                  params={"spec": spec.to_dict(), "inputs_prefix": prefix, **sub.extra},
-                  max_attempts=self.settings.max_attempts, idempotency_key=sub.idempotency_key,
-                  request_hash=sub.request_hash() if sub.idempotency_key else None,
-                  webhook=sub.webhook, remixed_from=sub.remixed_from)
         created = False
         try:
-            job, created = self.store.create(job, max_active=sub.max_active)
+            job, created = self._store_and_create(sub, engine, images, spec_fields, prefix)
         finally:
-            if not created and images:  # refused (quota, conflict) or an earlier job answered
+            if not created and images:  # refused (quota, conflict), failed, or an earlier job answered
                 self.artifacts.delete_prefix(prefix)
         log.info("job %s: queued for engine %s", job.id, engine)
         return job, created
