@@ -49,3 +49,11 @@ def test_client_imports_nothing_of_the_server():
     clipforge_mods = prefixed(mods, "clipforge") - prefixed(mods, "clipforge.client") - {"clipforge"}
     assert clipforge_mods == set()
     assert prefixed(mods, "fastapi", "av", "numpy", "torch") == set()
+
+
+def test_serve_checks_engine_tables_without_loading_engines():
+    code = ("import json, sys; from clipforge.cli import check_engine_tables; check_engine_tables(None); "
+            "print(json.dumps(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    mods = set(json.loads(out))
+    assert prefixed(mods, "torch", "cv2", "scipy", "clipforge.engines.preview", "clipforge.engines.ltx2") == set()
