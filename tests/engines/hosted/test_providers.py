@@ -229,3 +229,20 @@ def test_limits_refuse_what_the_provider_cannot_do():
     assert field == "tail_image_url" and "does not take tail_image_url" in message
     assert refusal("fal", FalEngine.limits({}), asked, AIML_FIELD_NAMES) is None
     assert FalEngine.limits({"unsupported": ["negative_prompt"]})["negative_prompt"] is None
+
+
+def test_the_three_line_models_toml_of_the_docs_routes_the_seed_models_to_aiml(tmp_path):
+    from clipforge.core.routing import load_routing
+    from clipforge.engines.hosted.aiml import AimlEngine
+    from clipforge.engines.registry import engine_readiness
+
+    path = tmp_path / "models.toml"
+    path.write_text('models."klingai/video-v2-6-pro-image-to-video".engines = ["aiml"]\n'
+                    'models."klingai/video-v2-6-pro-text-to-video".engines = ["aiml"]\n'
+                    'engines.aiml.api_key_env = "AIMLAPI_API_KEY"\n')
+    routing = load_routing(path)
+    assert routing.route(I2V).engines == ("aiml",) and routing.route(T2V).engines == ("aiml",)
+    engine = AimlEngine(routing.engine_config("aiml"), environ={"AIMLAPI_API_KEY": "k"})
+    assert engine.base_url == "https://api.aimlapi.com" and engine.upstream_model(I2V) == I2V
+    state = engine_readiness("aiml", {"api_key_env": "H13_SURELY_UNSET_VARIABLE"})
+    assert not state.ready and "H13_SURELY_UNSET_VARIABLE" in state.reason
