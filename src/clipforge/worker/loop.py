@@ -22,6 +22,7 @@ from clipforge.worker.webhooks import WebhookDispatcher
 log = logging.getLogger(__name__)
 
 REGISTER_EVERY = 5.0
+RECHECK_EVERY = 60.0  # engine readiness again: a provider that was unreachable at start, a rotated key
 EXPIRE_EVERY = 60.0
 HAND_BACK_WAIT = 10.0  # after the grace period: how long a job may take to reach its next step and stop
 
@@ -53,6 +54,7 @@ class Worker:
                                         for _ in range(slots - 1)]
         self.engine_names = engines or routing.engine_names
         self.readiness: dict[str, Readiness] = {}
+        self._checked_at = 0.0
         self.stop_event = threading.Event()
         self._registered_at = self._expired_at = 0.0
         self._grace_timer: threading.Timer | None = None
@@ -60,6 +62,7 @@ class Worker:
 
     def check_engines(self) -> dict[str, Readiness]:
         self.readiness = {n: engine_readiness(n, self.routing.engine_config(n)) for n in self.engine_names}
+        self._checked_at = time.monotonic()
         return self.readiness
 
     @property
@@ -165,6 +168,8 @@ class Worker:
                 thread.start()
             while not self.stop_event.is_set():
                 now = time.monotonic()
+                if now - self._checked_at >= RECHECK_EVERY:
+                    self.check_engines()
                 if now - self._registered_at >= REGISTER_EVERY:
                     self.register()
                 if now - self._expired_at >= min(EXPIRE_EVERY, max(1.0, self.settings.retention_seconds / 4)):

@@ -4,8 +4,10 @@ second, real `clipforge serve` (the upstream, preview and fixed engines) over HT
 from __future__ import annotations
 
 import io
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -35,6 +37,9 @@ engines = ["aiml"]
 [models."test/slow"]
 engines = ["aiml"]
 
+[models."test/medium"]
+engines = ["aiml"]
+
 [models."test/fail"]
 engines = ["aiml"]
 
@@ -49,6 +54,8 @@ base_url = "{up}"
 api_key_env = "H13_UPSTREAM_KEY"
 poll_seconds = 0.2
 max_poll_seconds = 0.5
+# Text-to-video upstream on the fixed engine (the preview's 1080p scenes take long on 2 cores).
+upstream_models = {{ "{t2v}" = "test/fixed" }}
 
 [engines.flaky]
 class = "clipforge.engines.hosted.aiml:AimlEngine"
@@ -75,7 +82,8 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 def downstream(tmp_path_factory: pytest.TempPathFactory, upstream: LiveServer) -> Iterator[LiveServer]:
     home = Path(tmp_path_factory.mktemp("downstream"))
     (home / "models.toml").write_text(DOWNSTREAM_MODELS.format(i2v=I2V, t2v=T2V, up=upstream.url))
-    server = LiveServer(home, extra_env={"H13_UPSTREAM_KEY": UPSTREAM_KEY, "H13_FAL_KEY": "fal-test-key"}).start()
+    server = LiveServer(home, extra_env={"H13_UPSTREAM_KEY": UPSTREAM_KEY, "H13_FAL_KEY": "fal-test-key",
+                                         "CLIPFORGE_ALLOW_PRIVATE_URLS": "1"}).start()
     yield server
     server.stop()
 
@@ -132,12 +140,15 @@ def test_i2v_with_tail_10s_without_audio_is_rehosted(client: httpx.Client, upstr
     assert Image.open(io.BytesIO(thumb)).size == (480, 320)
 
 
-def test_t2v_with_audio(client: httpx.Client, tmp_path: Path):
+def test_t2v_with_audio_through_a_mapped_upstream_model(client: httpx.Client, upstream: LiveServer,
+                                                        tmp_path: Path):
     created = client.post("/v2/video/generations", json={"model": T2V, "prompt": "rain on a tin roof",
                                                         "aspect_ratio": "1:1"})
     assert created.status_code == 200, created.text
     done = wait_terminal(client, created.json()["id"], timeout=90)
     assert done["status"] == "completed", done
+    assert done["meta"]["provider"]["upstream_model"] == "test/fixed"
+    assert upstream_job(upstream, done["meta"]["provider"]["provider_job_id"]).model == "test/fixed"
     video = tmp_path / "t2v.mp4"
     video.write_bytes(fetch(client, done["video"]["url"]))
     info = probe(video)
@@ -147,17 +158,46 @@ def test_t2v_with_audio(client: httpx.Client, tmp_path: Path):
     assert sprites.status_code == 200 and sprites.headers["content-type"] == "image/jpeg"
 
 
-def test_upstream_failure_reaches_the_user_prefixed(client: httpx.Client):
-    created = client.post("/v2/video/generations", json={"model": "test/fail", "prompt": "x"})
+class Receiver(ThreadingHTTPServer):
+    """Collects webhook bodies."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                outer.bodies.append(self.rfile.read(int(self.headers["content-length"])))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+def test_upstream_failure_reaches_the_user_prefixed_and_its_webhook_holds_no_key(client: httpx.Client):
+    receiver = Receiver()
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    hook = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+    created = client.post("/v2/video/generations", json={"model": "test/fail", "prompt": "x", "webhook_url": hook})
     done = wait_terminal(client, created.json()["id"], timeout=60)
     assert done["status"] == "error"
     assert done["error"]["message"] == "aiml: the test engine always fails"
+    deadline = time.time() + 20
+    while not receiver.bodies and time.time() < deadline:
+        time.sleep(0.1)
+    receiver.shutdown()
+    assert receiver.bodies and b"aiml: the test engine always fails" in receiver.bodies[0]
+    assert UPSTREAM_KEY.encode() not in b"".join(receiver.bodies)
 
 
 def test_transient_upstream_failure_fails_over_to_the_next_engine(client: httpx.Client):
     # The upstream answers 503 (its engine for this model is not ready): `flaky` gives up at once and the
     # job moves to `fixed`, the next engine of the route, which finishes it.
-    created = client.post("/v2/video/generations", json={"model": "test/unready", "prompt": "x", "duration": 5})
+    created = client.post("/v2/video/generations", json={"model": "test/unready", "prompt": "x",
+                                                        "image_url": data_uri(gradient_image(480, 320))})
     done = wait_terminal(client, created.json()["id"], timeout=60)
     assert done["status"] == "completed", done
     assert "provider" not in done["meta"]
@@ -192,7 +232,7 @@ def test_cancel_propagates_upstream(client: httpx.Client, upstream: LiveServer):
 def test_restarted_downstream_resumes_the_same_upstream_job(client: httpx.Client, downstream: LiveServer,
                                                             upstream: LiveServer):
     image = data_uri(gradient_image(480, 320, seed=5))
-    created = client.post("/v2/video/generations", json={"model": "test/slow", "prompt": "survive a restart",
+    created = client.post("/v2/video/generations", json={"model": "test/medium", "prompt": "survive a restart",
                                                         "image_url": image})
     gen_id = created.json()["id"]
     up_id = wait_upstream_running(upstream, "survive a restart")
