@@ -230,8 +230,9 @@ class HostedEngine(Engine):
                                   "(job_timeout_seconds)")
             guess = state.progress if state.progress is not None else min(0.9, elapsed / expected)
             stage = "upstream queued" if state.state == QUEUED else "upstream generating"
-            task.report(guess if state.state == RUNNING else 0.0, f"{stage}: {state.detail}" if state.detail
-                        else stage)
+            if state.detail:  # a queue position or the provider's last log line, shown to the user
+                stage = f"{stage}: {self.http.mask(state.detail)[:120]}"
+            task.report(guess if state.state == RUNNING else 0.0, stage)
             self.sleep(task, state.retry_after if state.retry_after is not None else interval)
             interval = min(ceiling, interval * 1.5)
 
