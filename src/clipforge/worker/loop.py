@@ -134,13 +134,14 @@ class Worker:
     def _wait_for_work(self) -> None:
         self.store.wait_for_work(0.5) if hasattr(self.store, "wait_for_work") else time.sleep(0.2)
 
-    def _slot_loop(self, runner: JobRunner) -> None:
-        """An extra slot: claim and run jobs until the worker stops (housekeeping stays on the main loop)."""
+    def _slot_loop(self, runner: JobRunner, hosted_only: bool) -> None:
+        """One slot of a multi-slot worker: claim and run jobs until the worker stops, while the main
+        thread keeps registering the worker however long the jobs take."""
         context = logs.worker_id.set(self.worker_id)
         try:
             while not self.stop_event.is_set():
                 try:
-                    if not self.run_once(runner, self.hosted_engines):
+                    if not self.run_once(runner, self.hosted_engines if hosted_only else None):
                         self._wait_for_work()
                 except Exception:  # a store hiccup must not end the slot; the next claim retries
                     log.exception("worker slot: claim or run failed")
@@ -161,8 +162,10 @@ class Worker:
         log.info("worker %s: engines ready: %s", self.worker_id, ", ".join(self.ready_engines) or "none")
         context = logs.worker_id.set(self.worker_id)
         self.webhooks.start()
-        slots = [threading.Thread(target=self._slot_loop, args=(r,), name=f"slot-{i}", daemon=True)
-                 for i, r in enumerate(self.runners[1:], 1)]
+        # One slot: jobs run on this thread. Several: every slot is a thread (the first may run any ready
+        # engine, the others hosted ones only) and this thread only does the housekeeping.
+        slots = [threading.Thread(target=self._slot_loop, args=(r, i > 0), name=f"slot-{i}", daemon=True)
+                 for i, r in enumerate(self.runners)] if len(self.runners) > 1 else []
         try:
             for thread in slots:
                 thread.start()
@@ -174,7 +177,9 @@ class Worker:
                     self.register()
                 if now - self._expired_at >= min(EXPIRE_EVERY, max(1.0, self.settings.retention_seconds / 4)):
                     self.expire_outputs()
-                if not self.run_once():
+                if slots:
+                    self.stop_event.wait(0.5)
+                elif not self.run_once():
                     self._wait_for_work()
         finally:
             for thread in slots:
