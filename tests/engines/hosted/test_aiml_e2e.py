@@ -253,6 +253,8 @@ def test_fields_the_routed_provider_cannot_do_are_refused_at_create(client: http
     cfg = client.post("/v2/video/generations", json={"model": "test/fal", "prompt": "x", "image_url": image,
                                                     "cfg_scale": 0.8})
     assert cfg.status_code == 400 and cfg.json()["message"].startswith("cfg_scale:")
+    listed = {m["id"]: m for m in client.get("/v1/models").json()["data"]}["test/fal"]["engines"][0]
+    assert listed["limits"] == {"seed": None, "i2v.cfg_scale": None}  # what clients can read up front
     ok = client.post("/v2/video/generations", json={"model": "test/fal", "prompt": "x", "cfg_scale": 0.8})
     assert ok.status_code == 200  # text-to-video on fal takes cfg_scale
     client.post(f"/v2/video/generations/{ok.json()['id']}/cancel")
