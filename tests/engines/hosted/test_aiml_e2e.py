@@ -266,3 +266,15 @@ def test_the_upstream_key_never_reaches_store_or_logs(client: httpx.Client, down
     for path in downstream.home.rglob("*"):
         if path.is_file() and path.name != "models.toml":
             assert UPSTREAM_KEY.encode() not in path.read_bytes(), path
+
+
+def test_a_refused_key_makes_aiml_not_ready_with_a_reason(upstream: LiveServer, monkeypatch):
+    from clipforge.engines.registry import engine_readiness
+
+    config = {"base_url": upstream.url, "api_key_env": "H13_CHECKED_KEY"}
+    monkeypatch.setenv("H13_CHECKED_KEY", "not-the-key")
+    state = engine_readiness("aiml", config)
+    assert not state.ready and "refused the key in H13_CHECKED_KEY (HTTP 401)" in state.reason
+    assert "not-the-key" not in state.reason
+    monkeypatch.setenv("H13_CHECKED_KEY", UPSTREAM_KEY)
+    assert engine_readiness("aiml", config).ready

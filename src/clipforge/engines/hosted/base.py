@@ -172,7 +172,8 @@ class HostedEngine(Engine):
 
     # -- the loop ------------------------------------------------------------------------------
     def generate(self, request: EngineRequest, on_step: StepCallback = no_progress) -> EngineOutput:
-        raise EngineError(f"{self.name} is a hosted engine: the worker runs it with run(), not generate()")
+        raise EngineError(f"{self.name} is a hosted engine: it runs in a worker (clipforge serve or clipforge "
+                          "worker), not in-process; route a model to it and submit there")
 
     def run(self, task: HostedTask) -> HostedResult:
         """Submit (or resume), wait, download: a clip file in task.workdir and the provider's meta."""
