@@ -133,7 +133,7 @@ def _die_with_parent() -> None:
         pass
 
 
-def run_worker(settings: Settings, engines: list[str] | None = None, embedded: bool = False) -> None:
+def run_worker(settings: Settings, engines: list[str] | None = None, embedded: bool = False, slots: int = 1) -> None:
     from clipforge.core.routing import load_routing
     from clipforge.jobs.base import open_store
     from clipforge.storage.base import open_artifacts
@@ -144,7 +144,7 @@ def run_worker(settings: Settings, engines: list[str] | None = None, embedded: b
     configure_logging(fmt=settings.log_format)
     store = open_store(settings.resolved_database_url)
     artifacts = open_artifacts(settings.resolved_storage_url, **settings.storage_options)
-    worker = Worker(store, artifacts, load_routing(settings.models_config), settings, engines=engines)
+    worker = Worker(store, artifacts, load_routing(settings.models_config), settings, engines=engines, slots=slots)
     # SIGTERM (systemd, docker stop) and SIGINT (Ctrl-C reaches the whole process group): stop claiming,
     # let the running job finish within the grace period, else hand it back to the queue.
     signal.signal(signal.SIGTERM, lambda *_: worker.request_stop())
@@ -282,7 +282,8 @@ def run_worker_pool(settings: Settings, engines: list[str] | None, gpus: list[st
 @main.command()
 @click.option("--engines", default=None, help="Comma-separated engines to serve [default: all routed ones].")
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1),
-              help="Worker processes in this command, each running one job at a time.")
+              help="Jobs at once. Hosted engines only (aiml, fal, replicate): N jobs in this one process; "
+                   "otherwise N worker processes, each running one job at a time.")
 @click.option("--gpus", default=None,
               help="Comma-separated GPU ids, one worker process per GPU (sets CUDA_VISIBLE_DEVICES for each; "
                    "implies --concurrency).")
@@ -301,6 +302,9 @@ def worker(engines: str | None, concurrency: int, gpus: str | None, **options: A
         unknown = [n for n in names if n not in routed]
         if unknown:
             fail(f"--engines: {', '.join(unknown)} not routed by any model; routed engines: {', '.join(routed)}")
+    if not gpus and concurrency > 1 and _all_hosted(settings, names):
+        run_worker(settings, names, slots=concurrency)  # hosted jobs wait on the network: threads, not processes
+        return
     slots: list[str | None] = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else [None] * concurrency
     if len(slots) == 1:
         if slots[0] is not None:
@@ -308,6 +312,15 @@ def worker(engines: str | None, concurrency: int, gpus: str | None, **options: A
         run_worker(settings, names)
     else:
         run_worker_pool(settings, names, slots)
+
+
+def _all_hosted(settings: Settings, names: list[str] | None) -> bool:
+    from clipforge.core.routing import load_routing
+    from clipforge.worker.loop import is_hosted
+
+    routing = load_routing(settings.models_config)
+    served = names or routing.engine_names
+    return bool(served) and all(is_hosted(n, routing.engine_config(n)) for n in served)
 
 
 @main.command()

@@ -669,3 +669,27 @@ def test_counts_and_finished_since(store):
     assert [j.id for j in store.finished_since(first.finished_at, first.id)] == [j.id for j in done[1:]]
     assert [j.id for j in store.finished_since(0.0, limit=1)] == [first.id]
     assert store.finished_since(done[-1].finished_at, done[-1].id) == []
+
+
+def test_checkpoints_survive_a_lost_worker_and_only_the_holder_writes_them(store):
+    job = add(store)
+    store.claim("w1", ["preview"], 0.2)
+    assert not store.save_checkpoint(job.id, "w2", {"engine": "aiml", "id": "x"})
+    assert store.save_checkpoint(job.id, "w1", {"engine": "aiml", "id": "up-1", "urls": {"get": "u"}})
+    time.sleep(0.3)
+    again = store.claim("w2", ["preview"], 60)  # the lease expired: the next attempt sees the checkpoint
+    assert again.id == job.id and again.attempts == 2
+    assert again.params["checkpoint"] == {"engine": "aiml", "id": "up-1", "urls": {"get": "u"}}
+    assert again.params["prompt"] == "a red fox"  # the rest of params is untouched
+
+
+def test_reroute_moves_a_job_to_another_engine_without_its_checkpoint(store):
+    job = add(store)
+    store.claim("w1", ["preview"], 60)
+    store.save_checkpoint(job.id, "w1", {"engine": "preview", "id": "up-1"})
+    assert not store.reroute(job.id, "w2", "ltx2")
+    assert store.reroute(job.id, "w1", "ltx2")
+    assert store.claim("w2", ["preview"], 60) is None
+    moved = store.claim("w2", ["ltx2"], 60)
+    assert moved.id == job.id and moved.engine == "ltx2" and moved.attempts == 1
+    assert "checkpoint" not in moved.params

@@ -77,9 +77,14 @@ def parse_create(body: dict[str, Any], owner: str) -> Submission:
 
 
 def usage(job: Job) -> dict[str, Any]:
+    """`meta`: clipforge's usage, and for a hosted engine the provider's job id and usage."""
     spec = job.params.get("spec", {})
-    return {"usage": {"credits_used": 0, "duration_seconds": spec.get("duration"),
-                      "input_tokens": 0, "output_tokens": 0, "total_tokens": 0}}
+    meta: dict[str, Any] = {"usage": {"credits_used": 0, "duration_seconds": spec.get("duration"),
+                                      "input_tokens": 0, "output_tokens": 0, "total_tokens": 0}}
+    provider = (job.outputs or {}).get("provider")
+    if provider:
+        meta["provider"] = provider
+    return meta
 
 
 def generation_view(job: Job, request: Request, svc: Services, position: int | None = None,

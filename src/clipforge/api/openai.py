@@ -27,6 +27,7 @@ from clipforge.api.auth import require_key, require_policy
 from clipforge.api.services import Services, services
 from clipforge.api.submit import ImageInput, Submission
 from clipforge.api.webhooks import webhook_from_body
+from clipforge.core.capabilities import OPENAI_FIELD_NAMES
 from clipforge.core.errors import Conflict, InvalidInput, NotFound
 from clipforge.core.job import Job, JobStatus
 from clipforge.core.keys import KeyPolicy
@@ -133,7 +134,8 @@ async def parse_create(body: dict[str, Any], owner: str, svc: Services) -> Submi
     spec["size"] = requested or output_size(GenerationSpec(prompt="", duration=duration), dims)
     model = params.text(body, "model", required=False, max_chars=200) or DEFAULT_MODEL
     return Submission(owner=owner, model=model, spec=spec,
-                      image=ImageInput(FIELD, data=image.data, checked=image) if image else None)
+                      image=ImageInput(FIELD, data=image.data, checked=image) if image else None,
+                      field_names=dict(OPENAI_FIELD_NAMES))
 
 
 # -- views -----------------------------------------------------------------------------------------
@@ -256,7 +258,7 @@ async def remix(video_id: str, request: Request, response: Response, policy: Key
         raise Conflict(f"video '{video_id}' can no longer be remixed: its input image was deleted "
                        "(it expired, failed, was cancelled or was deleted); create a new video instead") from None
     submission = Submission(owner=policy.owner, model=source.model, spec=spec, image=image, tail_image=tail,
-                            remixed_from=source.id)
+                            remixed_from=source.id, field_names=dict(OPENAI_FIELD_NAMES))
     return respond(await submit(submission, request, policy, svc), response)
 
 

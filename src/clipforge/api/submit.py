@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clipforge.api.limits import check_active_jobs
+from clipforge.core.capabilities import AIML_FIELD_NAMES, asked_fields, refusal
 from clipforge.core.errors import Conflict, InvalidInput, NotReady
 from clipforge.core.job import Job, new_job_id
 from clipforge.core.routing import WORKER_TTL, Routing, engine_reason, engine_states, pick_engine
@@ -47,6 +48,7 @@ class Submission:
     remixed_from: str | None = None
     max_active: int = 0  # the key's quota of queued + running jobs (0: unlimited)
     extra: dict[str, Any] = field(default_factory=dict)
+    field_names: dict[str, str] = field(default_factory=lambda: dict(AIML_FIELD_NAMES))  # for 400s
 
     def request_hash(self) -> str:
         """A digest of what was asked, to tell an idempotent retry from a different request."""
@@ -73,14 +75,22 @@ class Submitter:
             raise InvalidInput("image_url", f"image_url: the text-to-video model '{model}' takes no image; "
                                "use an image-to-video model", "unexpected")
 
-    def choose_engine(self, model: str) -> str:
+    def choose_engine(self, model: str, asked: dict[str, Any] | None = None,
+                      names: dict[str, str] | None = None) -> str:
+        """The first ready engine of the model's route that can honour what is asked; a 400 naming the
+        field when ready engines exist but none can, a 503 when none is ready."""
         route = self.routing.route(model)
         states = engine_states(self.store.live_workers(WORKER_TTL))
-        engine = pick_engine(route, states)
-        if engine is None:
-            reasons = "; ".join(f"{e}: {engine_reason(e, states)}" for e in route.engines)
-            raise NotReady(f"model '{model}' has no ready engine ({reasons})")
-        return engine
+        engine = pick_engine(route, states, asked)
+        if engine is not None:
+            return engine
+        ready = [e for e in route.engines if states.get(e, {}).get("ready")]
+        if ready and asked is not None:
+            refused = refusal(ready[0], states[ready[0]].get("limits", {}), asked, names)
+            if refused is not None:
+                raise InvalidInput(refused[0], refused[1], "unsupported_by_engine")
+        reasons = "; ".join(f"{e}: {engine_reason(e, states)}" for e in route.engines)
+        raise NotReady(f"model '{model}' has no ready engine ({reasons})")
 
     async def _checked(self, image: ImageInput) -> CheckedImage:
         if image.checked is not None:
@@ -124,7 +134,8 @@ class Submitter:
         self.check_task(sub.model, "i2v" if sub.image else "t2v")
         images = {name: await self._checked(image) for name, image in
                   (("image", sub.image), ("tail_image", sub.tail_image)) if image is not None}
-        engine = self.choose_engine(sub.model)
+        asked = asked_fields(sub.spec, sub.image is not None, sub.tail_image is not None)
+        engine = self.choose_engine(sub.model, asked, sub.field_names)
         spec_fields = {k: v for k, v in sub.spec.items() if k != "seed_given"}
         prefix = f"inputs/{secrets.token_urlsafe(18)}"
         created = False

@@ -48,7 +48,8 @@ def model_list(svc: Services) -> list[dict[str, Any]]:
             "id": model_id, "object": "model", "created": 0, "owned_by": "clipforge",
             "type": "video", "task": route.task, "ready": engine is not None, "engine": engine,
             "engines": [{"name": e, "ready": states.get(e, {}).get("ready", False),
-                         "workers": states.get(e, {}).get("workers", 0), "reason": engine_reason(e, states)}
+                         "workers": states.get(e, {}).get("workers", 0), "reason": engine_reason(e, states),
+                         "limits": states.get(e, {}).get("limits", {})}  # fields refused: None, or values taken
                         for e in route.engines],
         })
     return data

@@ -10,6 +10,8 @@ ClipforgeError
  ├── ConfigError         a setting or config file is wrong (CLI: one `Error:` line at start-up)
  ├── Cancelled           raised inside an engine when its job's cancel flag is set
  └── EngineError         an engine failed; the message is shown to the user
+      └── EngineUnavailable  a transient failure (a hosted provider down or rate limiting past its
+                             retries): the job fails over to the next engine of its model's route
 
 HTTP status codes appear only in the api layer.
 """
@@ -68,3 +70,8 @@ class Cancelled(ClipforgeError):
 
 class EngineError(ClipforgeError):
     pass
+
+
+class EngineUnavailable(EngineError):
+    """A transient engine failure: the worker hands the job to the next engine in the model's route,
+    if one is ready; otherwise the job fails with this message."""

@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from clipforge.core.capabilities import refusal
 from clipforge.core.errors import ConfigError, InvalidInput
 
 TASKS = ("i2v", "t2v", "any")
@@ -82,6 +83,7 @@ def engine_states(live_workers: list[dict[str, Any]]) -> dict[str, dict[str, Any
             if state.get("ready"):
                 entry["ready"] = True
                 entry["workers"] += 1
+                entry.setdefault("limits", state.get("limits") or {})
             elif state.get("reason") and state["reason"] not in entry["reasons"]:
                 entry["reasons"].append(state["reason"])
     return states
@@ -96,9 +98,13 @@ def engine_reason(name: str, states: dict[str, dict[str, Any]]) -> str | None:
     return "; ".join(state["reasons"]) or "not ready"
 
 
-def pick_engine(route: ModelRoute, states: dict[str, dict[str, Any]]) -> str | None:
-    """The first engine in the route that a live worker reports ready."""
-    for name in route.engines:
-        if states.get(name, {}).get("ready"):
+def pick_engine(route: ModelRoute, states: dict[str, dict[str, Any]], asked: dict[str, Any] | None = None,
+                after: str | None = None) -> str | None:
+    """The first engine in the route (after `after`, when given) that a live worker reports ready and
+    whose limits allow what the request asks for."""
+    names = route.engines[route.engines.index(after) + 1:] if after in route.engines else route.engines
+    for name in names:
+        state = states.get(name, {})
+        if state.get("ready") and (asked is None or refusal(name, state.get("limits", {}), asked) is None):
             return name
     return None

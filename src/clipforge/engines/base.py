@@ -35,9 +35,10 @@ def no_progress(step: int, total: int, stage: str) -> None:
 class Readiness:
     ready: bool
     reason: str | None = None
+    limits: dict[str, Any] = field(default_factory=dict)  # see clipforge.core.capabilities
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ready": self.ready, "reason": self.reason}
+        return {"ready": self.ready, "reason": self.reason, "limits": self.limits}
 
 
 @dataclass
@@ -82,6 +83,7 @@ class Engine(abc.ABC):
 
     name: ClassVar[str]
     options: ClassVar[tuple[Option, ...] | None] = None
+    hosted: ClassVar[bool] = False  # True: waits on a provider, so one worker may run many at once
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         self.config = dict(config or {})
@@ -90,6 +92,12 @@ class Engine(abc.ABC):
     def readiness(cls, config: dict[str, Any]) -> Readiness:
         """Whether this engine can run here with this config; cheap (no weights loaded)."""
         return Readiness(True)
+
+    @classmethod
+    def limits(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """Spec fields this engine cannot honour: field -> None (never) or the list of accepted values.
+        The api refuses such requests with a 400 (clipforge.core.capabilities)."""
+        return {}
 
     def load(self) -> None:  # noqa: B027 - optional hook
         """Load weights; called once before the first generate."""

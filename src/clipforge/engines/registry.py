@@ -20,6 +20,9 @@ BUILTIN_ENGINES: dict[str, str] = {
     "preview": "clipforge.engines.preview:PreviewEngine",
     "ltx2": "clipforge.engines.ltx2:LTX2Engine",
     "fixed": "clipforge.engines.fixed:FixedEngine",
+    "aiml": "clipforge.engines.hosted.aiml:AimlEngine",
+    "fal": "clipforge.engines.hosted.fal:FalEngine",
+    "replicate": "clipforge.engines.hosted.replicate:ReplicateEngine",
 }
 
 
@@ -42,12 +45,14 @@ def engine_readiness(name: str, config: dict[str, Any]) -> Readiness:
         cls = engine_class(name, config)
     except Exception as exc:  # an engine module that fails to import is simply not ready
         return Readiness(False, f"engine '{name}' cannot be loaded: {exc}")
+    options = {k: v for k, v in config.items() if k != "class"}
     try:
         check_engine_config(name, cls.options, config)
     except ConfigError as exc:  # the CLI refuses this at start; a store-side view says why it is not ready
         return Readiness(False, str(exc))
     try:
-        return cls.readiness({k: v for k, v in config.items() if k != "class"})
+        state = cls.readiness(options)
+        return Readiness(state.ready, state.reason, cls.limits(options))
     except Exception as exc:
         return Readiness(False, f"readiness check failed: {exc}")
 

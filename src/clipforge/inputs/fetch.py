@@ -244,7 +244,7 @@ class ImageFetcher:
         raise _fetch_error(field, url, last_error) from last_error
 
     async def _request(self, checked: CheckedUrl, address: str, field: str, limit: int) -> bytes | str:
-        request = _pinned_request(checked, address)
+        request = pinned_request(checked, address)
         client = httpx.AsyncClient(transport=self._transport or self._new_transport(), trust_env=False,
                                    follow_redirects=False, timeout=httpx.Timeout(self.timeout))
         try:
@@ -280,7 +280,7 @@ class ImageFetcher:
         return await _read_capped(response, url, field, limit)
 
 
-def _pinned_request(checked: CheckedUrl, address: str) -> httpx.Request:
+def pinned_request(checked: CheckedUrl, address: str) -> httpx.Request:
     """A GET to the checked address itself, carrying the URL's host name for Host and TLS."""
     headers = {"User-Agent": USER_AGENT, "Accept": "image/jpeg, image/png, image/webp, */*;q=0.5"}
     extensions: dict[str, str] = {}

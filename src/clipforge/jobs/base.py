@@ -98,6 +98,18 @@ class JobStore(abc.ABC):
         longer holds the job."""
         raise NotImplementedError(f"{type(self).__name__} does not implement release")
 
+    def save_checkpoint(self, job_id: str, worker_id: str, checkpoint: dict[str, Any] | None,
+                        engine: str | None = None) -> bool:
+        """Keep what a resumable engine needs to pick the job up again on its next attempt (a hosted
+        provider's job id) in `params["checkpoint"]` (None removes it), and optionally move the job to
+        another engine. False if the worker no longer holds the job."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement save_checkpoint")
+
+    def reroute(self, job_id: str, worker_id: str, engine: str) -> bool:
+        """Hand a claimed job back to the queue for another engine (a fail-over): its checkpoint
+        dropped, its attempt not counted, as `release` does. False if the worker no longer holds it."""
+        return self.save_checkpoint(job_id, worker_id, None, engine) and self.release(job_id, worker_id)
+
     @abc.abstractmethod
     def reclaim_expired(self) -> int:
         """Requeue (or fail, past max_attempts) running jobs whose lease has expired."""

@@ -134,6 +134,18 @@ class MemoryJobStore(JobStore):
             self._enqueue_webhook(job)
             return True
 
+    def save_checkpoint(self, job_id: str, worker_id: str, checkpoint: dict[str, Any] | None,
+                        engine: str | None = None) -> bool:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.status != JobStatus.RUNNING or job.worker_id != worker_id:
+                return False
+            job.params = {k: v for k, v in job.params.items() if k != "checkpoint"}
+            if checkpoint is not None:
+                job.params["checkpoint"] = copy.deepcopy(checkpoint)
+            job.engine, job.updated_at = engine or job.engine, time.time()
+            return True
+
     def release(self, job_id: str, worker_id: str) -> bool:
         with self._lock:
             job = self._jobs.get(job_id)

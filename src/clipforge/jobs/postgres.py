@@ -89,6 +89,9 @@ Q_RELEASE_LOCK = ("SELECT cancel_requested, progress, owner, webhook FROM jobs "
                   "WHERE id = %s AND worker_id = %s AND status = 'running' FOR UPDATE")
 Q_RELEASE = ("UPDATE jobs SET status = 'queued', worker_id = NULL, lease_expires_at = NULL, progress = 0, "
              f"stage = NULL, attempts = GREATEST(attempts - 1, 0), updated_at = {_NOW} WHERE id = %s")
+Q_CHECKPOINT = ("UPDATE jobs SET params = CASE WHEN %s THEN params - 'checkpoint' "
+                "ELSE jsonb_set(params, '{checkpoint}', %s) END, engine = COALESCE(%s, engine), "
+                f"updated_at = {_NOW} WHERE id = %s AND worker_id = %s AND status = 'running'")
 Q_COUNTS = "SELECT model, status, count(*) FROM jobs GROUP BY model, status"
 Q_FINISHED_SINCE = (f"{Q_SELECT} WHERE finished_at IS NOT NULL AND (finished_at, id) > (%s, %s) "
                     "ORDER BY finished_at, id LIMIT %s")
@@ -327,6 +330,12 @@ class PostgresJobStore(JobStore):
                     c.execute(Q_REQUEUE, (job_id,))  # the trigger wakes listening workers
                     self._event(c, job_id, "queued", 0, None)
             return len(rows)
+
+    def save_checkpoint(self, job_id: str, worker_id: str, checkpoint: dict[str, Any] | None,
+                        engine: str | None = None) -> bool:
+        with self._tx() as c:
+            cur = c.execute(Q_CHECKPOINT, (checkpoint is None, Jsonb(checkpoint or {}), engine, job_id, worker_id))
+            return cur.rowcount == 1
 
     def release(self, job_id: str, worker_id: str) -> bool:
         with self._tx() as c:

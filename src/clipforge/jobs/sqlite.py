@@ -205,6 +205,19 @@ class SQLiteJobStore(JobStore):
             self._enqueue_webhook(c, job_id, status.value)
             return True
 
+    def save_checkpoint(self, job_id: str, worker_id: str, checkpoint: dict[str, Any] | None,
+                        engine: str | None = None) -> bool:
+        with self._tx() as c:
+            job = self._one(c, job_id)
+            if job is None or job.status != JobStatus.RUNNING or job.worker_id != worker_id:
+                return False
+            params = {k: v for k, v in job.params.items() if k != "checkpoint"}
+            if checkpoint is not None:
+                params["checkpoint"] = checkpoint
+            c.execute("UPDATE jobs SET params = ?, engine = ?, updated_at = ? WHERE id = ?",
+                      (json.dumps(params), engine or job.engine, time.time(), job_id))
+            return True
+
     def release(self, job_id: str, worker_id: str) -> bool:
         now = time.time()
         with self._tx() as c:

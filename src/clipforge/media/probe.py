@@ -1,12 +1,16 @@
-"""Read back what an MP4 holds: streams, durations, frames and audio samples."""
+"""Read back what an MP4 holds: streams, durations, frames and audio samples; check and still a clip made elsewhere."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
+
+from clipforge.media.encode import EncodeResult
+from clipforge.media.stills import sprite_tile
 
 
 @dataclass
@@ -66,3 +70,44 @@ def decode_audio(path: Path) -> tuple[np.ndarray, int]:
         s = c.streams.audio[0]
         chunks = [f.to_ndarray() for f in c.decode(s)]
         return np.concatenate(chunks, axis=1).astype(np.float32), s.codec_context.sample_rate
+
+
+class UndecodableVideo(ValueError):
+    """A file that is not a video clipforge can serve (no video stream, or frames that do not decode)."""
+
+
+def read_clip(path: Path, sprite_count: int = 10) -> EncodeResult:
+    """Decode every frame of an MP4 made elsewhere (a hosted provider's output) and keep what encoding
+    keeps: size, frame count, fps, audio presence, a middle-frame thumbnail and evenly spaced sprites.
+    Raises UndecodableVideo when it has no video stream or a frame fails to decode."""
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                raise UndecodableVideo("the file has no video stream")
+            stream = c.streams.video[0]
+            has_audio = bool(c.streams.audio)
+            fps = int(round(float(stream.average_rate or stream.guessed_rate or 24)))
+            expected = stream.frames or 0
+            tiles, middle = _decode_stills(c, stream, expected, sprite_count)
+    except av.FFmpegError as exc:
+        raise UndecodableVideo(f"it does not decode: {exc}") from exc
+    count, width, height, thumbnail = middle
+    if count == 0:
+        raise UndecodableVideo("it holds no video frames")
+    return EncodeResult(path, count, width, height, fps, has_audio, thumbnail, tiles)
+
+
+def _decode_stills(c: Any, stream: Any, expected: int, sprite_count: int) -> tuple[list[np.ndarray], tuple]:
+    sprite_at = set(np.linspace(0, max(expected, 1) - 1, sprite_count).round().astype(int).tolist())
+    tiles: list[np.ndarray] = []
+    thumbnail, count, width, height = None, 0, 0, 0
+    for frame in c.decode(stream):
+        if count in sprite_at or (count == expected // 2) or thumbnail is None:
+            rgb = frame.to_ndarray(format="rgb24")
+            height, width = rgb.shape[:2]
+            if thumbnail is None or count == expected // 2:
+                thumbnail = rgb
+            if count in sprite_at:
+                tiles.append(sprite_tile(rgb))
+        count += 1
+    return tiles, (count, width, height, thumbnail)

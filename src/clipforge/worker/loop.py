@@ -12,8 +12,8 @@ import uuid
 from clipforge.core import logs
 from clipforge.core.routing import Routing
 from clipforge.core.settings import Settings
-from clipforge.engines.base import Readiness
-from clipforge.engines.registry import engine_readiness
+from clipforge.engines.base import Engine, Readiness
+from clipforge.engines.registry import engine_class, engine_readiness
 from clipforge.jobs.base import JobStore
 from clipforge.storage.base import ArtifactStore
 from clipforge.worker.cleanup import EndedJobSweeper, delete_expired
@@ -23,8 +23,16 @@ from clipforge.worker.webhooks import WebhookDispatcher
 log = logging.getLogger(__name__)
 
 REGISTER_EVERY = 5.0
+RECHECK_EVERY = 60.0  # engine readiness again: a provider that was unreachable at start, a rotated key
 EXPIRE_EVERY = 60.0
 HAND_BACK_WAIT = 10.0  # after the grace period: how long a job may take to reach its next step and stop
+
+
+def is_hosted(name: str, config: dict) -> bool:
+    try:
+        return bool(engine_class(name, config).hosted)
+    except Exception:  # an engine that cannot be imported is not ready anyway
+        return False
 
 
 def new_worker_id() -> str:
@@ -32,16 +40,22 @@ def new_worker_id() -> str:
 
 
 class Worker:
-    """Claims jobs for the engines that are ready here and runs them one at a time."""
+    """Claims jobs for the engines that are ready here and runs them: one at a time, or with `slots` > 1
+    (hosted engines, which wait on the network) that many at once in threads of this one process."""
 
     def __init__(self, store: JobStore, artifacts: ArtifactStore, routing: Routing, settings: Settings,
                  engines: list[str] | None = None, worker_id: str | None = None,
-                 runner: JobRunner | None = None) -> None:
+                 runner: JobRunner | None = None, slots: int = 1) -> None:
         self.store, self.artifacts, self.routing, self.settings = store, artifacts, routing, settings
         self.worker_id = worker_id or new_worker_id()
         self.runner = runner or JobRunner(store, artifacts, routing, settings)
+        self._engine_lock = threading.Lock()
+        # Extra slots share the first runner's engines (one HTTP client per provider, not one per slot).
+        self.runners = [self.runner] + [JobRunner(store, artifacts, routing, settings, self._shared_engine)
+                                        for _ in range(slots - 1)]
         self.engine_names = engines or routing.engine_names
         self.readiness: dict[str, Readiness] = {}
+        self._checked_at = 0.0
         self.stop_event = threading.Event()
         self._registered_at = self._expired_at = 0.0
         self._grace_timer: threading.Timer | None = None
@@ -50,7 +64,17 @@ class Worker:
 
     def check_engines(self) -> dict[str, Readiness]:
         self.readiness = {n: engine_readiness(n, self.routing.engine_config(n)) for n in self.engine_names}
+        self._checked_at = time.monotonic()
         return self.readiness
+
+    @property
+    def hosted_engines(self) -> list[str]:
+        """Ready engines that wait on a provider: the only ones the extra slots run."""
+        return [n for n in self.ready_engines if is_hosted(n, self.routing.engine_config(n))]
+
+    def _shared_engine(self, name: str) -> Engine:
+        with self._engine_lock:
+            return self.runner.engine(name)
 
     @property
     def ready_engines(self) -> list[str]:
@@ -62,14 +86,17 @@ class Worker:
         self.store.register_worker(self.worker_id, info)
         self._registered_at = time.monotonic()
 
-    def run_once(self) -> bool:
+    def run_once(self, runner: JobRunner | None = None, engines: list[str] | None = None) -> bool:
         """Claim and run one job; False when the queue had nothing for us."""
-        job = self.store.claim(self.worker_id, self.ready_engines, self.settings.lease_seconds)
+        names = self.ready_engines if engines is None else engines
+        if not names:
+            return False
+        job = self.store.claim(self.worker_id, names, self.settings.lease_seconds)
         if job is None:
             return False
         with logs.bound(logs.job_id, job.id):
             log.info("job %s: claimed (engine %s, attempt %d)", job.id, job.engine, job.attempts)
-            status = self.runner.run(job, self.worker_id)
+            status = (runner or self.runner).run(job, self.worker_id)
             log.info("job %s: %s", job.id, status.value if status else "abandoned")
         return True
 
@@ -87,21 +114,42 @@ class Worker:
         self._grace_timer.start()
 
     def _grace_expired(self, grace: float) -> None:
-        job = self.runner.current_job
-        if job is None or not self.runner.hand_back():
-            return
-        log.warning("job %s: still running after the %.0f s shutdown grace period; handing it back", job.id, grace)
+        running = [(r, r.current_job) for r in self.runners if r.current_job is not None and r.hand_back()]
+        for _, job in running:
+            log.warning("job %s: still running after the %.0f s shutdown grace period; handing it back",
+                        job.id, grace)
         deadline = time.monotonic() + HAND_BACK_WAIT
-        while time.monotonic() < deadline:
-            if self.runner.current_job is None:
-                return  # it stopped at a step and was handed back by the runner
-            time.sleep(0.05)
-        # The engine is inside a long step that never calls back: hand the job back from here and leave.
-        self.store.release(job.id, self.worker_id)
+        while running and time.monotonic() < deadline:
+            running = [(r, job) for r, job in running if r.current_job is job]
+            time.sleep(0.05)  # each stops at its next step and is handed back by its runner
+        if not running:
+            return
+        # An engine is inside a long step that never calls back: hand its job back from here and leave.
+        for _, job in running:
+            self.store.release(job.id, self.worker_id)
+            log.error("job %s: the engine did not stop within %.0f s; handed back, exiting now", job.id,
+                      HAND_BACK_WAIT)
         self.store.remove_worker(self.worker_id)
-        log.error("job %s: the engine did not stop within %.0f s; handed back, exiting now", job.id, HAND_BACK_WAIT)
         logging.shutdown()
         os._exit(0)
+
+    def _wait_for_work(self) -> None:
+        self.store.wait_for_work(0.5) if hasattr(self.store, "wait_for_work") else time.sleep(0.2)
+
+    def _slot_loop(self, runner: JobRunner, hosted_only: bool) -> None:
+        """One slot of a multi-slot worker: claim and run jobs until the worker stops, while the main
+        thread keeps registering the worker however long the jobs take."""
+        context = logs.worker_id.set(self.worker_id)
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    if not self.run_once(runner, self.hosted_engines if hosted_only else None):
+                        self._wait_for_work()
+                except Exception:  # a store hiccup must not end the slot; the next claim retries
+                    log.exception("worker slot: claim or run failed")
+                    time.sleep(1.0)
+        finally:
+            logs.worker_id.reset(context)
 
     def expire_outputs(self) -> int:
         """Delete expired jobs' outputs and inputs, and the inputs of jobs that ended for good."""
@@ -118,16 +166,28 @@ class Worker:
         log.info("worker %s: engines ready: %s", self.worker_id, ", ".join(self.ready_engines) or "none")
         context = logs.worker_id.set(self.worker_id)
         self.webhooks.start()
+        # One slot: jobs run on this thread. Several: every slot is a thread (the first may run any ready
+        # engine, the others hosted ones only) and this thread only does the housekeeping.
+        slots = [threading.Thread(target=self._slot_loop, args=(r, i > 0), name=f"slot-{i}", daemon=True)
+                 for i, r in enumerate(self.runners)] if len(self.runners) > 1 else []
         try:
+            for thread in slots:
+                thread.start()
             while not self.stop_event.is_set():
                 now = time.monotonic()
+                if now - self._checked_at >= RECHECK_EVERY:
+                    self.check_engines()
                 if now - self._registered_at >= REGISTER_EVERY:
                     self.register()
                 if now - self._expired_at >= min(EXPIRE_EVERY, max(1.0, self.settings.retention_seconds / 4)):
                     self.expire_outputs()
-                if not self.run_once():
-                    self.store.wait_for_work(0.5) if hasattr(self.store, "wait_for_work") else time.sleep(0.2)
+                if slots:
+                    self.stop_event.wait(0.5)
+                elif not self.run_once():
+                    self._wait_for_work()
         finally:
+            for thread in slots:
+                thread.join()
             if self._grace_timer is not None:
                 self._grace_timer.cancel()
             self.webhooks.stop()

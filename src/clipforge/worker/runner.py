@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clipforge.core.errors import Cancelled, ClipforgeError, InvalidInput
+from clipforge.core.errors import Cancelled, ClipforgeError, EngineUnavailable, InvalidInput
 from clipforge.core.job import OUTPUT_FILES, Job, JobStatus
 from clipforge.core.routing import Routing
 from clipforge.core.settings import Settings
@@ -24,6 +24,7 @@ from clipforge.media.encode import EncodeResult, encode_mp4
 from clipforge.media.stills import jpeg_bytes, spritesheet
 from clipforge.storage.base import ArtifactStore
 from clipforge.worker.cleanup import delete_inputs
+from clipforge.worker.hosted import fail_over, produce_hosted
 from clipforge.worker.progress import JobProgress, LeaseLost
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,10 @@ class JobRunner:
                 return None
             except Cancelled:
                 return self._end(job, worker_id, JobStatus.CANCELLED, cancelled_error())
+            except EngineUnavailable as exc:  # a hosted provider is down: the next engine of the route, if any
+                if fail_over(job, worker_id, exc, self.store, self.routing):
+                    return JobStatus.QUEUED
+                return self._end(job, worker_id, JobStatus.FAILED, failure_message(exc))
             except Exception as exc:  # every failure ends the job with a message a person can act on
                 error = failure_message(exc)
                 log.exception("job %s failed: %s", job.id, error["message"])
@@ -161,9 +166,12 @@ class JobRunner:
         return status
 
     def _produce(self, job: Job, progress: JobProgress) -> dict[str, Any]:
+        engine = self.engine(job.engine)
+        if engine.hosted:
+            return produce_hosted(engine, job, progress, self.store, self.artifacts,  # type: ignore[arg-type]
+                                  MediaKeys.for_token(job.media_token))
         spec = GenerationSpec.from_dict(job.params["spec"])
         request = build_request(spec, self.artifacts)
-        engine = self.engine(job.engine)
         progress.stage = "generating"
         timer = EngineTimer(progress.step)
         phase = time.monotonic()

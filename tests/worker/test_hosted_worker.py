@@ -1,0 +1,116 @@
+"""Hosted jobs through the real worker: many at once in one process, re-hosted with stills and meta."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from clipforge.core.job import Job, JobStatus
+from clipforge.core.routing import parse_routing
+from clipforge.core.settings import Settings
+from clipforge.core.spec import GenerationSpec
+from clipforge.engines.hosted.fal import FalEngine
+from clipforge.jobs.memory import MemoryJobStore
+from clipforge.media.encode import encode_mp4
+from clipforge.media.probe import probe
+from clipforge.storage.local import LocalArtifactStore
+from clipforge.worker.loop import Worker
+from clipforge.worker.runner import JobRunner
+
+T2V = "klingai/video-v2-6-pro-text-to-video"
+KEY = "fal-worker-secret"
+JOB_SECONDS = 1.0
+CONFIG = {"media_hosts": ["*.fal.media"], "poll_seconds": 0.1, "max_poll_seconds": 0.2}
+ROUTING = parse_routing({"models": {T2V: {"engines": ["fal"]}}, "engines": {"fal": CONFIG}})
+
+
+class TimedFal:
+    """fal's queue contract (see engines/hosted/hosted_fakes.py), each request COMPLETED after JOB_SECONDS."""
+
+    def __init__(self, video: bytes) -> None:
+        self.video, self.started, self.ids = video, {}, itertools.count()
+        self.lock = threading.Lock()
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host.endswith("fal.media"):
+            return httpx.Response(200, content=self.video)
+        assert request.headers["authorization"] == f"Key {KEY}"
+        if request.method == "POST":
+            with self.lock:
+                rid = f"req-{next(self.ids)}"
+                self.started[rid] = time.monotonic()
+            base = f"https://queue.fal.run/fal-ai/kling-video/requests/{rid}"
+            return httpx.Response(200, json={"request_id": rid, "status_url": f"{base}/status",
+                                             "response_url": base, "cancel_url": f"{base}/cancel"})
+        rid = request.url.path.split("/")[4]
+        if request.url.path.endswith("/status"):
+            done = time.monotonic() - self.started[rid] >= JOB_SECONDS
+            return httpx.Response(200, json={"status": "COMPLETED" if done else "IN_PROGRESS", "logs": []})
+        return httpx.Response(200, json={"video": {"url": f"https://v3.fal.media/files/{rid}.mp4"}})
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    frames = (np.full((90, 160, 3), 10 * i, np.uint8) for i in range(24))
+    encode_mp4(path, frames, num_frames=24, width=160, height=90, fps=24, audio=None)
+    return path.read_bytes()
+
+
+def test_one_worker_process_runs_many_hosted_jobs_at_once(tmp_path: Path, video: bytes, monkeypatch):
+    monkeypatch.setenv("FAL_KEY", KEY)
+    fake = TimedFal(video)
+    store, artifacts = MemoryJobStore(), LocalArtifactStore(tmp_path / "media")
+    settings = Settings(home=tmp_path, lease_seconds=5, heartbeat_seconds=1)
+    runner = JobRunner(store, artifacts, ROUTING, settings,
+                       lambda name: FalEngine(CONFIG, transport=httpx.MockTransport(fake.handle)))
+    worker = Worker(store, artifacts, ROUTING, settings, worker_id="w-hosted", runner=runner, slots=8)
+    worker.check_engines()
+    jobs = [Job(id=f"job-{i}", owner="o", model=T2V, engine="fal",
+                params={"spec": GenerationSpec(prompt=f"clip {i}").to_dict()}) for i in range(8)]
+    for job in jobs:
+        store.create(job)
+    started = time.monotonic()
+    thread = threading.Thread(target=worker.run_forever, daemon=True)
+    thread.start()
+    while any(not store.get(j.id).terminal for j in jobs) and time.monotonic() - started < 30:
+        time.sleep(0.05)
+    elapsed = time.monotonic() - started
+    worker.request_stop(0)
+    thread.join(10)
+    assert elapsed < 8 * JOB_SECONDS / 2, f"8 one-second hosted jobs took {elapsed:.1f} s with 8 slots"
+    for job in jobs:
+        done = store.get(job.id)
+        assert done.status == JobStatus.COMPLETED, done.error
+        assert done.outputs["provider"]["provider_job_id"] == done.params["checkpoint"]["id"]
+        assert (done.outputs["width"], done.outputs["height"], done.outputs["has_audio"]) == (160, 90, False)
+        assert probe(artifacts.local_path(done.outputs["video"])).video.frames == 24
+        thumb = Image.open(io.BytesIO(artifacts.get_bytes(done.outputs["thumbnail"])))
+        sheet = Image.open(io.BytesIO(artifacts.get_bytes(done.outputs["spritesheet"])))
+        assert thumb.size == (160, 90) and sheet.width > thumb.width
+    assert len(fake.started) == 8  # one submit per job
+
+
+def test_an_undecodable_result_fails_the_job_with_the_engine_named(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("FAL_KEY", KEY)
+    fake = TimedFal(b"<html>not a video</html>")
+    store, artifacts = MemoryJobStore(), LocalArtifactStore(tmp_path / "media")
+    settings = Settings(home=tmp_path, lease_seconds=5, heartbeat_seconds=1)
+    runner = JobRunner(store, artifacts, ROUTING, settings,
+                       lambda name: FalEngine(CONFIG, transport=httpx.MockTransport(fake.handle)))
+    worker = Worker(store, artifacts, ROUTING, settings, worker_id="w1", runner=runner)
+    worker.check_engines()
+    store.create(Job(id="bad", owner="o", model=T2V, engine="fal",
+                     params={"spec": GenerationSpec(prompt="x").to_dict()}))
+    assert worker.run_once()
+    done = store.get("bad")
+    assert done.status == JobStatus.FAILED
+    assert done.error["message"].startswith("fal: the provider's result is not a playable video")
