@@ -130,11 +130,13 @@ def encode_mp4(
     crf: int = 20,
     preset: str = "veryfast",
     on_frame: Callable[[int, int], None] | None = None,
+    thumbnail_at: int | None = None,
 ) -> EncodeResult:
     """Write an MP4 to `path` (via a temporary name, renamed when complete).
 
     Exactly `num_frames` frames are written (fewer from the iterator is an error; extra ones are
-    ignored). A middle frame and `SPRITE_COUNT` evenly spaced frames are kept for stills.
+    ignored). Frame `thumbnail_at` (default: the middle one) and `SPRITE_COUNT` evenly spaced frames are
+    kept for stills.
     `on_frame(i, n)` is called after each frame (progress and cancel hook).
     """
     if width % 2 or height % 2:
@@ -143,6 +145,7 @@ def encode_mp4(
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".enc-", suffix=".mp4")
     os.close(fd)
+    thumb_at = num_frames // 2 if thumbnail_at is None else min(max(thumbnail_at, 0), num_frames - 1)
     sprite_at = set(np.linspace(0, num_frames - 1, SPRITE_COUNT).round().astype(int).tolist())
     result = EncodeResult(path, num_frames, width, height, fps, audio is not None)
     try:
@@ -162,7 +165,7 @@ def encode_mp4(
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
                 frame.pts = count
                 container.mux(vstream.encode(frame))
-                if count == num_frames // 2:
+                if count == thumb_at:
                     result.thumbnail = rgb.copy()
                 if count in sprite_at:
                     result.sprites.append(sprite_tile(rgb))
