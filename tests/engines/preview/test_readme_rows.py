@@ -25,9 +25,9 @@ def flame_mask(frame: np.ndarray) -> np.ndarray:
     return (hsv[..., 0] < 30) & (hsv[..., 1] > 110) & (hsv[..., 2] > 150)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_a_campfire_at_night_shows_a_flickering_fire_under_a_dark_sky(seed: int):
-    _, frames = generate(CAMPFIRE, seed=seed, audio=False, size=SIZE)
+@pytest.mark.parametrize(("seed", "size"), [(0, SIZE), (1, SIZE), (2, (180, 320)), (3, (240, 240))])
+def test_a_campfire_at_night_shows_a_flickering_fire_under_a_dark_sky(seed: int, size: tuple[int, int]):
+    _, frames = generate(CAMPFIRE, seed=seed, audio=False, size=size)
     h, w = frames[0].shape[:2]
     fire = flame_mask(frames[30])
     ys, xs = np.nonzero(fire)
