@@ -11,6 +11,7 @@ import io
 import os
 import tempfile
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -148,6 +149,10 @@ def encode_mp4(
     thumb_at = num_frames // 2 if thumbnail_at is None else min(max(thumbnail_at, 0), num_frames - 1)
     sprite_at = set(np.linspace(0, num_frames - 1, SPRITE_COUNT).round().astype(int).tolist())
     result = EncodeResult(path, num_frames, width, height, fps, audio is not None)
+    # the audio's AAC round trip runs beside the video encode (FFmpeg releases the GIL while it codes)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="aac-check")
+    samples = round(num_frames * AUDIO_RATE / fps)
+    safe_audio = pool.submit(lambda: decode_safe(fit_audio(audio, sample_rate, samples))) if audio is not None else None
     try:
         with av.open(tmp, "w", format="mp4", options={"movflags": "+faststart"}) as container:
             vstream = container.add_stream("libx264", rate=fps)
@@ -175,10 +180,10 @@ def encode_mp4(
             if count != num_frames:
                 raise ValueError(f"engine produced {count} frames, expected {num_frames}")
             container.mux(vstream.encode(None))
-            if astream is not None:
-                samples = round(num_frames * AUDIO_RATE / fps)
-                _mux_audio(container, astream, decode_safe(fit_audio(audio, sample_rate, samples)))
+            if astream is not None and safe_audio is not None:
+                _mux_audio(container, astream, safe_audio.result())
         os.replace(tmp, path)
     finally:
+        pool.shutdown(wait=False, cancel_futures=True)
         Path(tmp).unlink(missing_ok=True)
     return result
