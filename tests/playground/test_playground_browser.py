@@ -314,6 +314,7 @@ def test_a_prompt_alone_runs_text_to_video_and_an_image_switches_to_image_to_vid
     """The README's quickest look: sign in, type a prompt, press Generate; no model picked by hand."""
     sign_in(page, live_server)
     assert page.input_value("#model") == T2V
+    assert "adding one switches to image-to-video" in page.inner_text("#image-need")
     page.fill("#prompt", "red sunset over a calm ocean, slow push in")
     gen_id = generate(page, live_server)["id"]
     page.wait_for_function("() => document.querySelector('#status-pill').textContent === 'completed'",

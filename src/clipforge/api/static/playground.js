@@ -177,8 +177,11 @@
       detail += reasons.length ? ` · ${reasons[0]}` : " · no live worker serves it yet";
     }
     hint.append(document.createTextNode(detail));
-    $("#image-need").textContent = m.task === "i2v" ? "(first frame, required)" : m.task === "t2v"
-      ? "(not used by text-to-video models)" : "(first frame, optional)";
+    const paired = pairedModel(m.id, m.task === "t2v");
+    $("#image-need").textContent = m.task === "i2v"
+      ? (paired ? "(first frame; remove it for text-to-video)" : "(first frame, required)")
+      : m.task === "t2v" ? (paired ? "(optional: adding one switches to image-to-video)" : "(not used by text-to-video models)")
+        : "(first frame, optional)";
     clearError("model");
     renderCode();
   }
