@@ -102,3 +102,10 @@ def test_music_tempo_and_mode_follow_mood_words():
     assert (happy.mood, sad.mood) == ("major", "minor")
     assert _eighth_note_seconds("happy piano music") == pytest.approx(30 / happy.tempo, abs=0.02)
     assert _eighth_note_seconds("sad piano music") == pytest.approx(30 / sad.tempo, abs=0.02)
+
+
+def test_a_fire_under_drifting_clouds_leaves_no_seam_in_the_sky():
+    _, frames = generate("a campfire on the beach at sunset", seed=5, audio=False, size=(640, 360))
+    sky = frames[100][: int(0.45 * 360)].astype(np.float32)
+    rows = np.abs(np.diff(sky, axis=0)).mean(axis=(1, 2))  # how much each row differs from the next
+    assert rows.max() < 3 * np.median(rows) + 1.5, (rows.max(), np.median(rows))

@@ -72,10 +72,10 @@ def _storm_sky(h: int, w: int, night: bool, rng: np.random.Generator) -> np.ndar
     return sky * (0.7 + 0.45 * clouds)
 
 
-def campfire(img: np.ndarray, rng: np.random.Generator) -> None:
+def campfire(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Paint a campfire on a patch of dark ground at the bottom centre of `img` (float RGB, in place): logs, a
-    flame whose colours run from a white-yellow core to red tips (the picture's fire region, which ambient
-    motion then flickers), and the warm light it casts around it."""
+    flame whose colours run from a white-yellow core to red tips, and the warm light it casts around it.
+    Returns the flame's mask (0..1): the region ambient motion flickers."""
     h, w = img.shape[:2]
     s = min(w, h)
     cx, base = w * rng.uniform(0.42, 0.58), h * 0.86
@@ -102,6 +102,7 @@ def campfire(img: np.ndarray, rng: np.random.Generator) -> None:
     colour = stops[k] + (stops[k + 1] - stops[k]) * (idx - k)[..., None]
     alpha = np.clip(heat / 0.12, 0, 1)[..., None]
     img[:] = img * (1 - alpha) + colour * alpha
+    return alpha[..., 0]
 
 
 def _ridge(w: int, base: float, amp: float, rng: np.random.Generator, rough: int = 6) -> np.ndarray:
@@ -123,6 +124,12 @@ def _fill_below(img: np.ndarray, top: np.ndarray, colour: np.ndarray, shade: flo
 
 def paint(cues: Cues, w: int, h: int, seed: int) -> np.ndarray:
     """The still picture of the prompt's scene (uint8 RGB)."""
+    return paint_scene(cues, w, h, seed)[0]
+
+
+def paint_scene(cues: Cues, w: int, h: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The still picture of the prompt's scene (uint8 RGB) and the mask of the fire painted in it, if any."""
+    fire = None
     rng = np.random.default_rng([seed, 0x5CE])
     cols = [np.asarray(c, np.float32) for c in cues.colours]
     scene = cues.scene
@@ -214,8 +221,8 @@ def paint(cues: Cues, w: int, h: int, seed: int) -> np.ndarray:
             hill_c = (cols[1] if len(cols) > 1 else _c((60, 50, 70))) * 0.35 if sunset else _c((70, 100, 80))
             _fill_below(img, _ridge(w, 0.8, 0.08, rng), hill_c, 0.3)
         if "fire" in cues.ambient:
-            campfire(img, rng)
-    return np.clip(img, 0, 255).astype(np.uint8)
+            fire = campfire(img, rng)
+    return np.clip(img, 0, 255).astype(np.uint8), fire
 
 
 def render_scene(cues: Cues, width: int, height: int, n: int, seed: int, timeline: Timeline,
@@ -223,11 +230,11 @@ def render_scene(cues: Cues, width: int, height: int, n: int, seed: int, timelin
     if cues.scene == "abstract":
         yield from _abstract(cues, width, height, n, seed)
         return
-    still = paint(cues, width, height, seed)
+    still, fire = paint_scene(cues, width, height, seed)
     camera = cues.camera if cues.camera_explicit else DEFAULT_CAMERA[cues.scene]
     ambient = tuple(dict.fromkeys(cues.ambient + SCENE_AMBIENT[cues.scene]))
     yield from animate_image(still, None, dataclasses.replace(cues, camera=camera, ambient=ambient), timeline, n, fps,
-                             seed, subject_parallax=False)
+                             seed, subject_parallax=False, fire_region=fire)
 
 
 def _abstract(cues: Cues, w: int, h: int, n: int, seed: int) -> Iterator[np.ndarray]:
