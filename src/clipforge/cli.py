@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import multiprocessing
 import os
+import re
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -407,16 +410,16 @@ def _read_image(path: Path | None, field: str) -> Any:
         return None
     from clipforge.inputs.images import check_image_bytes, decode_image
 
-    if not path.is_file():
-        raise InvalidInput(field, f"{field}: no such file: {path}", "missing")
-    checked = check_image_bytes(path.read_bytes(), field)
+    checked = check_image_bytes(_image_file(path, field), field)
     return decode_image(checked.data)
 
 
 @main.command()
 @click.option("--prompt", required=True, help="What the clip shows (and sounds like).")
-@click.option("--image", type=click.Path(path_type=Path), default=None, help="First frame (image-to-video).")
-@click.option("--tail-image", type=click.Path(path_type=Path), default=None, help="Last frame (needs --image).")
+@click.option("--image", type=click.Path(path_type=Path), default=None,
+              help="First frame (image-to-video): a JPEG, PNG or WEBP file.")
+@click.option("--tail-image", type=click.Path(path_type=Path), default=None,
+              help="Last frame (needs --image): a JPEG, PNG or WEBP file.")
 @click.option("--duration", type=click.Choice(["5", "10"]), default="5", show_default=True, help="Seconds.")
 @click.option("--aspect-ratio", type=click.Choice(["16:9", "9:16", "1:1"]), default=None,
               help="Text-to-video frame shape [default: 16:9; image-to-video follows the image].")
@@ -440,7 +443,11 @@ def generate(ctx: click.Context, prompt: str, image: Path | None, tail_image: Pa
              aspect_ratio: str | None, negative_prompt: str | None, cfg_scale: float, no_audio: bool, seed: int,
              engine: str, models_config: Path | None, output: Path, server: str | None, api_key: str | None,
              model: str | None) -> None:
-    """Generate one clip, in this process or (with --server) on a server, with a progress bar."""
+    """Generate one clip, in this process or (with --server) on a server, with a progress bar.
+
+    With --server, Ctrl-C stops waiting but not the generation: it keeps running on the server, and
+    `clipforge download <id>` saves it later.
+    """
     if server:
         given = {name: ctx.params[name] for name in ("seed", "cfg_scale")
                  if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
@@ -492,7 +499,7 @@ def _client_errors() -> Iterator[None]:
     try:
         yield
     except APIConnectionError as exc:
-        fail(f"cannot reach the server: {exc}")
+        fail(f"cannot reach the server: {exc}")  # the SDK words OS error codes ("[Errno -2]": host not found)
     except ClipforgeClientError as exc:
         fail(str(exc))
 
@@ -500,7 +507,33 @@ def _client_errors() -> Iterator[None]:
 def _client(server: str | None, api_key: str | None) -> Any:
     from clipforge.client import Client
 
+    if not api_key and not os.environ.get("AIMLAPI_API_KEY"):
+        fail("no API key: pass --api-key or set CLIPFORGE_API_KEY (a server started with `clipforge serve` "
+             "prints its key and keeps it in .clipforge/api-key)")
     return Client(base_url=server, api_key=api_key)
+
+
+def _image_file(path: Path | None, flag: str) -> bytes | None:
+    """The bytes of the image file an option names; one `Error:` line naming the option when it is not one."""
+    if path is None:
+        return None
+    if not path.is_file():
+        raise InvalidInput(flag, f"{flag}: no such file: {path}", "missing")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(flag, f"{flag}: cannot read {path}: {exc.strerror or exc}", "unreadable") from None
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            kind = im.format
+    except (UnidentifiedImageError, OSError, ValueError):
+        kind = None
+    if kind not in ("JPEG", "PNG", "WEBP"):
+        what = f"a {kind} image" if kind else "not an image"
+        raise InvalidInput(flag, f"{flag}: {path} is {what}; expected a JPEG, PNG or WEBP file", "type")
+    return data
 
 
 def client_options(fn: Callable) -> Callable:
@@ -529,23 +562,82 @@ def _summary(gen: Any) -> str:
     return line
 
 
-def _generate_remote(server: str, api_key: str | None, output: Path, **request: Any) -> None:
+def _wait_with_bar(client: Any, generation_id: str) -> Any:
+    """Wait for a generation with a progress bar; its final state."""
     from tqdm import tqdm
 
-    with _client_errors(), _client(server, api_key) as client:
-        job = client.generate(**request)
-        click.echo(f"submitted {job.id}", err=True)
-        with tqdm(total=100, unit="%", desc="queued", bar_format="{l_bar}{bar}| {n:.0f}/100 [{elapsed}]") as bar:
-            def on_progress(gen: Any) -> None:
-                bar.set_description(gen.stage or gen.status)
-                bar.update(max(0, (gen.progress or 0) - bar.n))
+    with tqdm(total=100, unit="%", desc="queued", bar_format="{l_bar}{bar}| {n:.0f}/100 [{elapsed}]") as bar:
+        def on_progress(gen: Any) -> None:
+            bar.set_description(gen.stage or gen.status)
+            bar.update(max(0, (gen.progress or 0) - bar.n))
 
-            done = job.wait(on_progress=on_progress)
-            bar.update(100 - bar.n)
-        job.download(output)
+        done = client.wait(generation_id, on_progress=on_progress)
+        bar.update(100 - bar.n)
+    return done
+
+
+def _still_running(generation_id: str, server: str, output: Path) -> None:
+    """Ctrl-C while waiting: the generation goes on on the server; say how to fetch or stop it."""
+    gid, where = shlex.quote(generation_id), f" --server {shlex.quote(server)}"
+    click.echo(f"\nStopped waiting. Generation {generation_id} keeps running on the server.\n"
+               f"  save it (waits if needed): clipforge download {gid}{where} -o {shlex.quote(str(output))}\n"
+               f"  see how far it is:         clipforge status {gid}{where}\n"
+               f"  stop it:                   clipforge cancel {gid}{where}", err=True)
+    sys.exit(130)
+
+
+def _wrote(output: Path, done: Any) -> None:
     size = f"{done.width}x{done.height}, " if done.width else ""
     audio = {True: ", with audio", False: ", no audio"}.get(done.has_audio, "")
     click.echo(f"wrote {output} ({size}{done.duration_seconds} s{audio}) from {done.id}")
+
+
+def _generate_remote(server: str, api_key: str | None, output: Path, image: Path | None, tail_image: Path | None,
+                     **request: Any) -> None:
+    if tail_image and not image:
+        raise InvalidInput("--tail-image", "--tail-image: needs --image as well (the first frame)", "missing")
+    first, last = _image_file(image, "--image"), _image_file(tail_image, "--tail-image")
+    with _client_errors(), _client(server, api_key) as client:
+        job = client.generate(image=first, tail_image=last, **request)
+        click.echo(f"submitted {job.id}", err=True)
+        try:
+            done = _wait_with_bar(client, job.id)
+            client.download(done, output)
+        except KeyboardInterrupt:
+            _still_running(job.id, server, output)
+    _wrote(output, done)
+
+
+@main.command()
+@click.argument("generation_id")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Where to save it [default: the id's first part, .mp4 (.jpg with --thumbnail)].")
+@click.option("--thumbnail", is_flag=True, help="Save the JPEG thumbnail instead of the MP4.")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait for a generation still queued or running (with a progress bar); --no-wait fails instead.")
+@client_options
+def download(generation_id: str, output: Path | None, thumbnail: bool, wait: bool, server: str | None,
+             api_key: str | None, as_json: bool) -> None:
+    """Save a generation's clip from a server (for example one left running by Ctrl-C in generate)."""
+    stem = re.sub(r"[^\w.-]", "_", generation_id.split(":")[0]) or "clip"
+    output = output or Path(f"{stem}.{'jpg' if thumbnail else 'mp4'}")
+    with _client_errors(), _client(server, api_key) as client:
+        gen = client.get(generation_id)
+        if not gen.done and not wait:
+            progress = f", {gen.progress}%" if gen.progress is not None else ""
+            fail(f"generation {gen.id} is still {gen.status}{progress}; run again when it has completed "
+                 "(or without --no-wait to wait for it)")
+        try:
+            done = gen if gen.done else _wait_with_bar(client, gen.id)
+            client.download(done, output, variant="thumbnail" if thumbnail else "video")
+        except KeyboardInterrupt:
+            _still_running(gen.id, client.base_url, output)
+    if as_json:
+        click.echo(json.dumps(done.raw, indent=2))
+    elif thumbnail:
+        click.echo(f"wrote {output} (thumbnail) from {done.id}")
+    else:
+        _wrote(output, done)
 
 
 @main.command()

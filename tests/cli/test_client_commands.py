@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -11,7 +15,7 @@ from click.testing import CliRunner
 
 from clipforge.cli import main
 from clipforge.media.probe import probe
-from helpers import LiveServer, free_port, gradient_image
+from helpers import LiveServer, free_port, gradient_image, wait_terminal
 
 
 @pytest.fixture
@@ -87,15 +91,92 @@ def test_failures_print_one_error_line(run, args: tuple, words: str):
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("Error: ") and words in result.stderr
 
 
-def test_unreachable_server_is_one_error_line(run):
-    result = run("status", "x", "--server", f"http://127.0.0.1:{free_port()}")
-    assert result.exit_code == 1
+def one_error_line(result: object) -> str:
+    assert result.exit_code == 1, result.output
     lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: cannot reach the server:")
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.output and "[Errno" not in result.stderr
+    return lines[0]
 
 
-def test_missing_key_is_one_error_line(run, monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize("server, words", [
+    ("http://127.0.0.1:{port}", "connection refused: nothing is listening there (is the server running?)"),
+    ("http://no-such-host.invalid:8000", "the host name"),  # not found, or DNS did not answer: in words
+])
+def test_unreachable_server_is_one_error_line_in_words(run, server: str, words: str):
+    line = one_error_line(run("status", "x", "--server", server.format(port=free_port())))
+    assert line.startswith("Error: cannot reach the server:") and words in line
+
+
+def test_missing_key_is_one_error_line_naming_the_flag(run, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("CLIPFORGE_API_KEY")
     monkeypatch.delenv("AIMLAPI_API_KEY", raising=False)
-    result = run("list")
-    assert result.exit_code == 1 and result.stderr.startswith("Error: no API key")
+    line = one_error_line(run("list"))
+    assert line.startswith("Error: no API key: pass --api-key or set CLIPFORGE_API_KEY")
+    assert "api_key=" not in line
+
+
+@pytest.mark.parametrize("server", [True, False])
+def test_bad_image_files_are_one_error_line_naming_the_flag(run, tmp_path: Path, server: bool):
+    (tmp_path / "notes.txt").write_text("not a picture")
+    (tmp_path / "first.png").write_bytes(gradient_image(320, 320))
+    where = () if server else ("--server", "")
+    line = one_error_line(run("generate", "--prompt", "x", "--image", tmp_path / "missing.jpg", *where))
+    assert line == f"Error: --image: no such file: {tmp_path / 'missing.jpg'}"
+    line = one_error_line(run("generate", "--prompt", "x", "--image", tmp_path / "notes.txt", *where))
+    assert line == f"Error: --image: {tmp_path / 'notes.txt'} is not an image; expected a JPEG, PNG or WEBP file"
+    line = one_error_line(run("generate", "--prompt", "x", "--image", tmp_path / "first.png",
+                              "--tail-image", tmp_path / "notes.txt", *where))
+    assert line.startswith("Error: --tail-image: ") and "is not an image" in line
+
+
+def test_download_saves_a_finished_clip_and_its_thumbnail(run, live_server: LiveServer, tmp_path: Path):
+    gen_id = submit(live_server)  # still queued or running: download waits for it
+    out = tmp_path / "saved.mp4"
+    result = run("download", gen_id, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out} (1080x1080, 5 s, with audio) from {gen_id}" in result.stdout
+    info = probe(out)
+    assert (info.video.width, info.video.height, info.video.frames) == (1080, 1080, 120)
+    result = run("download", gen_id, "--thumbnail", "-o", tmp_path / "thumb.jpg")
+    assert result.exit_code == 0 and (tmp_path / "thumb.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+
+
+def test_download_default_name_and_no_wait(run, live_server: LiveServer, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    slow = submit(live_server, "test/slow")
+    line = one_error_line(run("download", slow, "--no-wait"))
+    assert f"generation {slow} is still " in line and "without --no-wait" in line
+    run("cancel", slow)
+    with httpx.Client(base_url=live_server.url, headers=live_server.headers()) as c:
+        wait_terminal(c, slow)
+    line = one_error_line(run("download", slow))
+    assert "Cancelled" in line
+    done = submit(live_server)
+    assert run("download", done).exit_code == 0
+    assert (tmp_path / (done.split(":")[0] + ".mp4")).stat().st_size > 1000
+
+
+def test_ctrl_c_leaves_the_generation_running_and_says_how_to_fetch_it(run, live_server: LiveServer,
+                                                                       tmp_path: Path):
+    out = tmp_path / "later.mp4"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clipforge.cli", "generate", "--server", live_server.url, "--api-key",
+         live_server.keys[0], "--model", "test/medium", "--prompt", "interrupted", "--aspect-ratio", "1:1",
+         "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stderr.readline()
+    assert first.startswith("submitted "), first
+    gen_id = first.split()[1]
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and f"Generation {gen_id} keeps running on the server" in err
+    assert f"clipforge download {gen_id} --server {live_server.url} -o {out}" in err
+    assert f"clipforge cancel {gen_id}" in err
+    gen = httpx.get(f"{live_server.url}/v2/video/generations/{gen_id}", headers=live_server.headers()).json()
+    assert gen["status"] in ("queued", "generating", "completed")
+    result = run("download", gen_id, "--server", live_server.url, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert probe(out).video.frames == 120

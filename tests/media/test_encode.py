@@ -70,3 +70,45 @@ def test_fit_audio_shapes():
     mono = np.ones(100, np.float32) * 2.0
     out = fit_audio(mono, 48_000, 150)
     assert out.shape == (2, 150) and out.max() == 1.0 and out[:, 100:].max() == 0
+
+
+def _decoded_levels(path: Path) -> tuple[float, float, float]:
+    """(sample peak, true peak in dBFS, integrated loudness in LUFS) of an MP4's decoded audio."""
+    from clipforge.engines.preview.loudness import integrated_loudness, true_peak
+
+    audio, rate = decode_audio(path)
+    return float(np.abs(audio).max()), 20 * np.log10(true_peak(audio)), integrated_loudness(audio, rate)
+
+
+def test_a_full_scale_signal_does_not_clip_after_aac(tmp_path: Path):
+    """A square wave at 0.99 overshoots to about 1.2 through AAC; the encoder lowers it so the file does not."""
+    t = np.arange(5 * 48_000) / 48_000
+    square = (0.99 * np.sign(np.sin(2 * np.pi * 220 * t))).astype(np.float32)
+    result = encode_mp4(tmp_path / "sq.mp4", ramp(120), num_frames=120, width=96, height=64, fps=24, audio=square)
+    peak, tp_db, _ = _decoded_levels(result.path)
+    assert peak < 1.0 and tp_db <= -1.0, (peak, tp_db)
+
+
+def test_quiet_audio_is_left_alone(tmp_path: Path):
+    t = np.arange(5 * 48_000) / 48_000
+    tone = (0.25 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    result = encode_mp4(tmp_path / "q.mp4", ramp(120), num_frames=120, width=96, height=64, fps=24, audio=tone)
+    peak, _, _ = _decoded_levels(result.path)
+    assert 0.24 < peak < 0.26
+
+
+@pytest.mark.parametrize(("prompt", "seconds", "seed"), [
+    ('a campfire at night, "we made it"', 10, 0),  # crackle under speech: decoded at +1 dBTP before the fix
+    ('"Hello!" she shouts, "Run! The storm is coming!"', 5, 1),
+    ("a lighthouse by the sea, thunder and lightning", 10, 0),
+])
+def test_preview_soundtracks_never_clip_after_encoding(tmp_path: Path, prompt: str, seconds: int, seed: int):
+    from clipforge.engines.preview.audio import soundscape
+    from clipforge.engines.preview.prompt import parse_prompt
+
+    audio = soundscape(parse_prompt(prompt), seconds, seed)
+    n = seconds * 24
+    result = encode_mp4(tmp_path / "s.mp4", ramp(n), num_frames=n, width=96, height=64, fps=24, audio=audio)
+    peak, tp_db, lufs = _decoded_levels(result.path)
+    assert peak < 1.0 and tp_db <= -0.5, (peak, tp_db)
+    assert -17.0 <= lufs <= -15.0, lufs

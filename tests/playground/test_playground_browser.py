@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 import httpx
@@ -295,3 +296,111 @@ def test_without_events_or_listing_it_polls_and_keeps_its_own_ids(page, live_ser
     assert "polled, not streamed" in tile.inner_text()
     assert "created in this browser" in page.inner_text("#gallery-source")
     page.screenshot(path=str(artifacts / "08-fallback-gallery.png"), full_page=True)
+
+
+T2V = "klingai/video-v2-6-pro-text-to-video"
+
+
+def generate(page, server: LiveServer) -> dict:
+    """Press Generate; the generation the page created, as the API reports it."""
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/v2/video/generations")) as rsp:
+        page.click("#submit")
+    gen_id = rsp.value.json()["id"]
+    return httpx.get(f"{server.url}/v2/video/generations/{gen_id}", headers=server.headers()).json()
+
+
+def test_a_prompt_alone_runs_text_to_video_and_an_image_switches_to_image_to_video(
+        page, live_server: LiveServer, tmp_path: Path, artifacts: Path):
+    """The README's quickest look: sign in, type a prompt, press Generate; no model picked by hand."""
+    sign_in(page, live_server)
+    assert page.input_value("#model") == T2V
+    assert "adding one switches to image-to-video" in page.inner_text("#image-need")
+    page.fill("#prompt", "red sunset over a calm ocean, slow push in")
+    gen_id = generate(page, live_server)["id"]
+    page.wait_for_function("() => document.querySelector('#status-pill').textContent === 'completed'",
+                           timeout=240_000)
+    gen = httpx.get(f"{live_server.url}/v2/video/generations/{gen_id}", headers=live_server.headers()).json()
+    assert gen["model"] == T2V and gen["status"] == "completed"
+    assert (gen["output"]["width"], gen["output"]["height"]) == (1920, 1080)
+    assert page.locator("#form-error").is_hidden() and page.inner_text('[data-error-for="image_url"]') == ""
+    page.screenshot(path=str(artifacts / "09-prompt-alone.png"), full_page=True)
+
+    # An image dropped in: the image-to-video half of the pair; removed again: back to text-to-video.
+    choose_image(page, tmp_path, "first.png", gradient_image(480, 320, seed=4))
+    assert page.input_value("#model") == PREVIEW_I2V
+    assert "picked for the image" in page.inner_text("#model-hint")
+    assert generate(page, live_server)["model"] == PREVIEW_I2V
+    page.click("#image-field .remove")
+    assert page.input_value("#model") == T2V
+    # A model picked by hand is kept: the API then names the missing image next to the image field.
+    page.select_option("#model", PREVIEW_I2V)
+    page.click("#submit")
+    page.wait_for_function("() => document.querySelector('[data-error-for=image_url]').textContent.length > 0")
+    assert page.inner_text('[data-error-for="image_url"]').startswith("image_url")
+    assert not page.console_errors, page.console_errors
+
+
+def test_a_past_generation_opens_in_view_with_its_own_request_in_the_code_panel(
+        page, live_server: LiveServer, artifacts: Path):
+    ids = []
+    with httpx.Client(base_url=live_server.url, headers=live_server.headers()) as c:
+        for i, text in enumerate(("older clip of a harbour", "newer clip of a forest")):
+            r = c.post("/v2/video/generations", json={"model": "test/fixed", "prompt": text, "seed": 1000 + i,
+                                                       "duration": 10 if i == 0 else 5, "aspect_ratio": "1:1"})
+            ids.append(r.json()["id"])
+            wait_terminal(c, ids[-1])
+    sign_in(page, live_server)
+    page.fill("#prompt", "what the form says")
+    page.wait_for_function("() => document.querySelector('#code').textContent.includes('what the form says')")
+    assert "<GENERATION_ID>" in page.inner_text("#code") and "of the form" in page.inner_text(".code-card")
+
+    tile = page.locator(f'.tile[data-id="{ids[0]}"]')
+    tile.scroll_into_view_if_needed()
+    page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+    tile.click()
+    # The output card settles right below the sticky header, fully in view.
+    page.wait_for_function("""() => {
+        const header = document.querySelector('.topbar').getBoundingClientRect();
+        const out = document.querySelector('#output').getBoundingClientRect();
+        return out.top >= header.bottom && out.top - header.bottom < 40; }""")
+    page.wait_for_timeout(300)
+    header = page.locator(".topbar").bounding_box()
+    out = page.locator("#output").bounding_box()
+    assert header["y"] + header["height"] <= out["y"] < header["y"] + header["height"] + 40, (header, out)
+    assert page.evaluate("document.querySelector('#progress-detail').textContent") == "id " + ids[0]
+    page.screenshot(path=str(artifacts / "10-past-generation-in-view.png"))
+
+    # The Code panel shows that generation's request (its prompt, seed, duration) and polls its id.
+    code = page.inner_text("#code")
+    assert "older clip of a harbour" in code and '"seed": 1000' in code and '"duration": 10' in code
+    assert "what the form says" not in code and "<GENERATION_ID>" not in code
+    assert urllib.parse.quote(ids[0], safe="") in code
+    page.click('#code-tabs .tab[data-lang="python"]')
+    page.wait_for_function("() => document.querySelector('#code').textContent.includes('import requests')")
+    assert "older clip of a harbour" in page.inner_text("#code")
+
+    # Editing the form again shows the form's request, with no generation's id.
+    page.fill("#prompt", "edited after opening")
+    page.wait_for_function("() => document.querySelector('#code').textContent.includes('edited after opening')")
+    code = page.inner_text("#code")
+    assert "older clip of a harbour" not in code and urllib.parse.quote(ids[0], safe="") not in code
+    assert not page.console_errors, page.console_errors
+
+
+def test_api_docs_render_offline(page, live_server: LiveServer, artifacts: Path):
+    """The header's "API docs" link opens Swagger UI built from files this server serves; nothing else loads."""
+    seen: list[str] = []
+    page.context.on("request", lambda req: seen.append(req.url))
+    page.context.route(lambda url: not url.startswith(live_server.url), lambda route: route.abort())
+    sign_in(page, live_server)
+    with page.context.expect_page() as popup:
+        page.click("a.navlink")
+    docs = popup.value
+    docs.wait_for_load_state()
+    assert docs.url == live_server.url + "/docs"
+    docs.locator(".swagger-ui .info .title").wait_for()
+    assert "clipforge" in docs.inner_text(".swagger-ui .info .title")
+    docs.locator(".opblock-summary-path", has_text="/v2/video/generations").first.wait_for()
+    docs.screenshot(path=str(artifacts / "11-api-docs.png"))
+    outside = [u for u in seen if not u.startswith((live_server.url, "data:", "blob:"))]
+    assert not outside, outside

@@ -6,7 +6,7 @@ import logging
 
 from fastapi import FastAPI
 
-from clipforge.api import aiml, metrics, openai, playground, system, webhooks
+from clipforge.api import aiml, docs, metrics, openai, playground, system, webhooks
 from clipforge.api.auth import KeyRing
 from clipforge.api.errors import install_error_handlers
 from clipforge.api.limits import RateLimiter
@@ -33,13 +33,13 @@ def create_app(settings: Settings, store: JobStore | None = None, artifacts: Art
     routing = routing or load_routing(settings.models_config)
     fetcher = ImageFetcher(allow_private=settings.allow_private_urls, timeout=settings.fetch_timeout_seconds,
                            max_bytes=settings.max_image_bytes)
-    app = FastAPI(title="clipforge", version="0.1.0",
+    app = FastAPI(title="clipforge", version="0.1.0", docs_url=None, redoc_url=None,  # api.docs serves /docs offline
                   description="Self-hosted image-to-video and text-to-video with native audio.")
     keys = KeyRing(load_policies(settings.api_keys, settings.keys_file))
     app.state.services = Services(settings, store, artifacts, routing, keys,
                                   Submitter(store, artifacts, routing, settings, fetcher), RateLimiter())
     install_error_handlers(app)
-    for surface in (system, aiml, openai, playground, metrics, webhooks):
+    for surface in (system, aiml, openai, playground, docs, metrics, webhooks):
         surface.attach_router(app)
     app.add_middleware(metrics.LogContext)  # inside RequestContext: the request id is set by then
     app.add_middleware(RequestContext, max_body=MAX_BODY)

@@ -12,7 +12,15 @@ from typing import Any
 import httpx
 
 from clipforge.client import _constants as c
-from clipforge.client._base import BaseClient, ImageArg, Waiter, media_url, part_path, retry_after
+from clipforge.client._base import (
+    BaseClient,
+    ImageArg,
+    Waiter,
+    media_url,
+    part_path,
+    retry_after,
+    transport_words,
+)
 from clipforge.client.errors import APIConnectionError, APITimeoutError, GenerationFailed
 from clipforge.client.types import Generation, GenerationPage
 
@@ -126,7 +134,7 @@ class AsyncClient(BaseClient):
                     await self._sleep(self.retry.delay(attempt))
                     continue
                 kind = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
-                raise kind(f"{method} {url}: {type(exc).__name__}: {exc or 'no answer'}", request_url=url) from exc
+                raise kind(f"{method} {url}: {transport_words(exc)}", request_url=url) from exc
             if response.is_success:
                 return response
             await response.aread()

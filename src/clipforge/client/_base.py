@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import email.utils
+import errno
 import os
 import random
+import re
+import socket
 import urllib.parse
 import uuid
 from dataclasses import dataclass
@@ -73,7 +76,41 @@ def image_ref(image: ImageArg | None, name: str) -> str | None:
     mime = next((m for magic, m in _MAGIC if data.startswith(magic)), None)
     if mime is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         mime = "image/webp"
-    return f"data:{mime or 'application/octet-stream'};base64,{base64.b64encode(data).decode()}"
+    if mime is None:
+        what = f"{image}" if not isinstance(image, bytes | bytearray) else f"{len(data)} bytes"
+        raise ClipforgeClientError(f"{name}: {what} is not an image (JPEG, PNG or WEBP expected)")
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+# What an OS error number means to a person ([Errno -2] is getaddrinfo's EAI_NONAME, and so on).
+_ERRNO_WORDS = {
+    errno.ECONNREFUSED: "connection refused: nothing is listening there (is the server running?)",
+    errno.ECONNRESET: "the server closed the connection",
+    errno.ETIMEDOUT: "the connection timed out",
+    errno.EHOSTUNREACH: "no route to that host",
+    errno.ENETUNREACH: "the network is unreachable",
+    errno.EADDRNOTAVAIL: "that address is not available here",
+    socket.EAI_NONAME: "the host name was not found (DNS)",
+    socket.EAI_AGAIN: "the host name could not be looked up (DNS did not answer; try again)",
+    getattr(socket, "EAI_NODATA", -5): "the host name has no address (DNS)",
+    socket.EAI_SERVICE: "the port is not valid",
+}
+
+
+def transport_words(exc: BaseException) -> str:
+    """A transport failure in words: the OS error behind it, else its message without `[Errno N]` codes."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno in _ERRNO_WORDS:
+            return _ERRNO_WORDS[cause.errno]
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc) or type(exc).__name__
+    match = re.search(r"\[Errno (-?\d+)\]\s*", text)
+    if match and int(match.group(1)) in _ERRNO_WORDS:
+        return _ERRNO_WORDS[int(match.group(1))]
+    return re.sub(r"\[Errno -?\d+\]\s*", "", text)
 
 
 class BaseClient:

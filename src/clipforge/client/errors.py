@@ -1,7 +1,7 @@
 """Every exception the SDK raises, rooted in one class.
 
 ClipforgeClientError            root; also raised for a missing API key
- ├── APIConnectionError         no HTTP answer: refused, reset, DNS (retried)
+ ├── APIConnectionError         no HTTP answer: refused, reset, DNS (retried); OS error codes in words
  │    └── APITimeoutError       a request ran past its timeout (retried)
  ├── APIStatusError             the server answered 4xx/5xx: .status_code, .message, .body, .request_id
  │    ├── BadRequestError       400, a field breaks a rule: .field names it

@@ -75,6 +75,7 @@ class EngineOutput:
     audio: np.ndarray | None = None
     sample_rate: int = 48_000
     info: dict[str, Any] = field(default_factory=dict)
+    thumbnail_frame: int | None = None  # the frame that shows the clip best (thumbnail, poster); None: the middle
 
 
 class Engine(abc.ABC):

@@ -83,7 +83,7 @@ def encode_output(output: EngineOutput, path: Path, progress: JobProgress | None
 
     return encode_mp4(path, output.frames, num_frames=output.num_frames, width=output.width,
                       height=output.height, fps=output.fps, audio=output.audio,
-                      sample_rate=output.sample_rate, on_frame=on_frame)
+                      sample_rate=output.sample_rate, on_frame=on_frame, thumbnail_at=output.thumbnail_frame)
 
 
 class JobRunner:

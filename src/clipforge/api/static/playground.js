@@ -31,6 +31,7 @@
     current: null,      // the generation shown in the output panel
     follow: null,       // {stop: bool, abort: AbortController} for the one being followed
     lang: "curl",
+    codeFor: "form",    // the Code panel shows the form's request ("form") or the opened generation's ("current")
     gallery: { cursor: null, items: [], listing: null },
   };
 
@@ -126,7 +127,34 @@
     const keep = state.models.find((m) => m.id === previous);
     const firstReady = state.models.find((m) => m.ready);
     modelSelect.value = keep ? keep.id : firstReady ? firstReady.id : (state.models[0] || {}).id || "";
+    if (!fitModelToImage()) modelChanged();
+  }
+
+  // Seed model ids come in pairs (...-image-to-video / ...-text-to-video). When the first-frame image is added
+  // or removed, the form moves to the pair's other half, so a prompt alone runs text-to-video and a dropped
+  // image runs image-to-video. A model picked by hand in the list is kept until the image changes again.
+  const PAIRS = [["image-to-video", "text-to-video"], ["i2v", "t2v"]];
+
+  function pairedModel(id, wantImage) {
+    for (const [i2v, t2v] of PAIRS) {
+      const [from, to] = wantImage ? [t2v, i2v] : [i2v, t2v];
+      if (!id.includes(from)) continue;
+      const other = state.models.find((m) => m.id === id.replace(from, to));
+      if (other) return other;
+    }
+    return null;
+  }
+
+  function fitModelToImage() {
+    const m = currentModel();
+    const hasImage = !!imageValue("image_url");
+    if (!m || m.task !== (hasImage ? "t2v" : "i2v")) return false;
+    const pair = pairedModel(m.id, hasImage);
+    if (!pair) return false;
+    modelSelect.value = pair.id;
     modelChanged();
+    $("#model-hint").append(document.createTextNode(hasImage ? " · picked for the image" : " · picked for a prompt alone"));
+    return true;
   }
 
   function currentModel() { return state.models.find((m) => m.id === modelSelect.value) || null; }
@@ -149,13 +177,16 @@
       detail += reasons.length ? ` · ${reasons[0]}` : " · no live worker serves it yet";
     }
     hint.append(document.createTextNode(detail));
-    $("#image-need").textContent = m.task === "i2v" ? "(first frame, required)" : m.task === "t2v"
-      ? "(not used by text-to-video models)" : "(first frame, optional)";
+    const paired = pairedModel(m.id, m.task === "t2v");
+    $("#image-need").textContent = m.task === "i2v"
+      ? (paired ? "(first frame; remove it for text-to-video)" : "(first frame, required)")
+      : m.task === "t2v" ? (paired ? "(optional: adding one switches to image-to-video)" : "(not used by text-to-video models)")
+        : "(first frame, optional)";
     clearError("model");
     renderCode();
   }
 
-  modelSelect.addEventListener("change", modelChanged);
+  modelSelect.addEventListener("change", () => { modelChanged(); formEdited(); });
   $("#models-refresh").addEventListener("click", loadModels);
 
   // ---------------------------------------------------------------- images
@@ -196,7 +227,7 @@
       } else {
         $(".thumb", drop).removeAttribute("src");
       }
-      renderCode();
+      imageChanged(field);
     };
     const take = async (file) => {
       if (!file) return;
@@ -215,7 +246,7 @@
       const file = e.dataTransfer && e.dataTransfer.files[0];
       if (file) { take(file); return; }
       const uri = e.dataTransfer && (e.dataTransfer.getData("text/uri-list") || e.dataTransfer.getData("text/plain"));
-      if (uri && /^https?:\/\//i.test(uri.trim())) { selectSource(fieldEl, field, "url"); urlInput.value = uri.trim(); renderCode(); }
+      if (uri && /^https?:\/\//i.test(uri.trim())) { urlInput.value = uri.trim(); selectSource(fieldEl, field, "url"); }
     });
     $(".remove", drop).addEventListener("click", (e) => {
       e.preventDefault();
@@ -225,7 +256,7 @@
       clearError(field);
       show();
     });
-    urlInput.addEventListener("input", () => { clearError(field); renderCode(); });
+    urlInput.addEventListener("input", () => { clearError(field); imageChanged(field); });
     for (const tab of $$(".tab", fieldEl)) {
       tab.addEventListener("click", () => selectSource(fieldEl, field, tab.dataset.source));
     }
@@ -236,7 +267,15 @@
     for (const tab of $$(".tab", fieldEl)) tab.classList.toggle("active", tab.dataset.source === source);
     $(".source-upload", fieldEl).hidden = source !== "upload";
     $(".source-url", fieldEl).hidden = source !== "url";
-    renderCode();
+    imageChanged(field);
+  }
+
+  let hadImage = false;
+  function imageChanged(field) {
+    const has = !!imageValue("image_url");
+    if (field === "image_url" && has !== hadImage) fitModelToImage();
+    hadImage = has;
+    formEdited();
   }
 
   setupImage("image_url", $("#image-field"));
@@ -257,7 +296,7 @@
       b.addEventListener("click", () => {
         for (const o of $$("button", el)) o.setAttribute("aria-checked", String(o === b));
         onPick(b.dataset.value);
-        renderCode();
+        formEdited();
       });
     }
   }
@@ -265,18 +304,18 @@
   segmented($("#aspect"), (v) => { state.aspect = v; clearError("aspect_ratio"); });
 
   const cfg = $("#cfg");
-  const cfgChanged = () => { $("#cfg-value").textContent = Number(cfg.value).toFixed(2); clearError("cfg_scale"); renderCode(); };
+  const cfgChanged = () => { $("#cfg-value").textContent = Number(cfg.value).toFixed(2); clearError("cfg_scale"); formEdited(); };
   cfg.addEventListener("input", cfgChanged);
   $("#seed-dice").addEventListener("click", () => {
     $("#seed").value = String(Math.floor(Math.random() * 2 ** 31));
     clearError("seed");
-    renderCode();
+    formEdited();
   });
   const prompt = $("#prompt");
   prompt.addEventListener("input", () => { $("#prompt-count").textContent = `${prompt.value.length} / 2500`; });
   for (const [sel, field] of [["#prompt", "prompt"], ["#negative", "negative_prompt"], ["#seed", "seed"], ["#audio", "generate_audio"]]) {
     const el = $(sel);
-    el.addEventListener(el.type === "checkbox" ? "change" : "input", () => { clearError(field); renderCode(); });
+    el.addEventListener(el.type === "checkbox" ? "change" : "input", () => { clearError(field); formEdited(); });
   }
 
   // The request body the form describes. `forCode` keeps uploads as placeholders (file names).
@@ -355,7 +394,7 @@
     const body = wireBody();
     try {
       const { data } = await api(GEN, { method: "POST", body });
-      remember(data.id, body.prompt);
+      remember(data.id, body.prompt, codeBody());
       showGeneration(data);
       revealOutput();
       loadGallery(true);
@@ -372,12 +411,13 @@
     }
   });
 
-  function remember(id, promptText) {
+  // The request is kept with uploads as {name, type} (not their data), for the Code panel of that generation.
+  function remember(id, promptText, request) {
     const ids = store.get(LS.ids, []).filter((x) => x !== id);
     ids.unshift(id);
     store.set(LS.ids, ids.slice(0, 200));
     const notes = store.get(LS.notes, {});
-    notes[id] = { prompt: promptText };
+    notes[id] = { prompt: promptText, request };
     for (const k of Object.keys(notes)) if (!ids.includes(k)) delete notes[k];
     store.set(LS.notes, notes);
   }
@@ -403,14 +443,21 @@
     video.removeAttribute("src");
     video.load();
     render();
+    state.codeFor = "current";
     renderCode();
     markCurrentTile();
     if (IN_FLIGHT.has(gen.status)) follow(gen.id);
   }
 
-  // On one-column (phone) layouts the output sits below the form: bring it into view.
+  // Bring the output card into view when it is not: its top just below the sticky header (a tile clicked at the
+  // bottom of the gallery, or the one-column phone layout where the output sits below the form).
   function revealOutput() {
-    if (window.matchMedia("(max-width: 820px)").matches) $("#output").scrollIntoView({ behavior: "smooth", block: "start" });
+    const out = $("#output");
+    const top = $(".topbar").getBoundingClientRect().bottom + 12;
+    const box = out.getBoundingClientRect();
+    if (box.top >= top - 1 && box.top < window.innerHeight * 0.5) return;
+    const smooth = !window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+    window.scrollTo({ top: window.scrollY + box.top - top, behavior: smooth ? "smooth" : "auto" });
   }
 
   function update(id, patch) {
@@ -511,7 +558,7 @@
     if (state.current && state.current.seed !== null) {
       $("#seed").value = String(state.current.seed);
       $("#advanced").open = true;
-      renderCode();
+      formEdited();
     }
   });
 
@@ -751,18 +798,50 @@
     return JSON.stringify(v);
   }
 
-  function uploads() {
-    const out = {};
+  // The form's request with uploads as {name, type} placeholders (what the Code panel and remember() keep).
+  function codeBody() {
+    const body = payload();
     for (const f of ["image_url", "tail_image_url"]) {
-      const v = imageValue(f);
-      if (v && v.upload) out[f] = v.upload;
+      if (body[f] && body[f].dataUri) body[f] = { name: body[f].name, type: body[f].type };
     }
-    return out;
+    return body;
+  }
+
+  // The opened generation's own request: as sent from this browser when it was made here, else rebuilt from
+  // what the server reports (an image-to-video input it does not report is shown as a placeholder URL).
+  function currentRequest(g) {
+    const note = store.get(LS.notes, {})[g.id];
+    if (note && note.request) return note.request;
+    const body = { model: g.model, prompt: g.prompt || (note && note.prompt) || "" };
+    const model = state.models.find((m) => m.id === g.model);
+    if (model && model.task === "i2v") body.image_url = "https://example.com/your-first-frame.jpg";
+    const usage = g.meta && g.meta.usage;
+    const duration = (g.output && g.output.duration_seconds) || (usage && usage.duration_seconds);
+    if (duration) body.duration = Number(duration);
+    if (g.output && typeof g.output.has_audio === "boolean") body.generate_audio = g.output.has_audio;
+    if (g.seed !== undefined && g.seed !== null) body.seed = g.seed;
+    return body;
+  }
+
+  // What the Code panel shows: {body, files, id}; files are the uploads (by field), id the generation polled.
+  function codeRequest() {
+    const g = state.current;
+    const fromCurrent = state.codeFor === "current" && g;
+    const body = { ...(fromCurrent ? currentRequest(g) : codeBody()) };
+    const files = {};
+    for (const f of ["image_url", "tail_image_url"]) {
+      if (body[f] && typeof body[f] === "object") files[f] = body[f];
+    }
+    return { body, files, id: fromCurrent ? g.id : null };
+  }
+
+  function formEdited() {
+    state.codeFor = "form";
+    renderCode();
   }
 
   function curlCode() {
-    const body = payload();
-    const files = uploads();
+    const { body, files, id: genId } = codeRequest();
     const SENTINEL = {};
     for (const f of Object.keys(files)) { SENTINEL[f] = `__CLIPFORGE_${f.toUpperCase()}__`; body[f] = SENTINEL[f]; }
     let json = JSON.stringify(body, null, 2);
@@ -784,7 +863,7 @@
         `  -H "Content-Type: application/json" \\`,
         `  -d ${shellQuote(json)}`);
     }
-    const id = state.current ? encodeURIComponent(state.current.id) : "<GENERATION_ID>";
+    const id = genId ? encodeURIComponent(genId) : "<GENERATION_ID>";
     lines.push("", "# then poll until status is completed (or error); video.url is the MP4",
       `curl -sS -H "Authorization: Bearer <YOUR_API_KEY>" \\`,
       `  ${shellQuote(GEN + "?generation_id=" + id)}`);
@@ -799,8 +878,7 @@
   }
 
   function pythonCode() {
-    const body = payload();
-    const files = uploads();
+    const { body, files } = codeRequest();
     const lines = [];
     const needB64 = Object.keys(files).length > 0;
     lines.push(...(needB64 ? ["import base64"] : []), "import time", "", "import requests", "", "");
@@ -845,6 +923,10 @@
     requestAnimationFrame(() => {
       codeQueued = false;
       $("#code").innerHTML = state.lang === "python" ? pythonCode() : curlCode();
+      const g = state.current;
+      $("#code-source").textContent = state.codeFor === "current" && g ? "of generation " + String(g.id).split(":")[0].slice(0, 8)
+        : "of the form";
+      $("#code-source").title = state.codeFor === "current" && g ? g.id : "";
     });
   }
 

@@ -193,7 +193,9 @@ class Ambient:
             if kind != "fire":  # straight into the canvas: no temporary and no copy
                 cv2.remap(src, mx, my, cv2.INTER_LINEAR, dst=work[sl], borderMode=cv2.BORDER_REFLECT_101)
                 continue
-            out = cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+            # fire moves what the effects before it left (drifting clouds behind the flames), not the pristine
+            # canvas: its box would otherwise undo them and leave a seam at its edge
+            out = cv2.remap(work, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
             flick = 0.10 * e * (math.sin(2 * math.pi * 7.3 * t) + 0.6 * math.sin(2 * math.pi * 11.9 * t + 1.0))
             work[sl] = np.clip(out * (1.0 + flick * f.gain)[..., None], 0, 255).astype(np.uint8)
 

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 RATE = 48_000
 TARGET_LUFS = -16.0
+PEAK_DBTP = -2.0  # true peak before encoding: AAC's decoded peaks land up to ~1 dB higher
+AAC_BAND_HZ = 15_000
 
 SCENE_SOUNDS = {"ocean": ("ocean", "wind"), "forest": ("birds", "wind"), "city": ("city",), "space": ("space",),
                 "sky": ("wind", "music"), "abstract": ("music",)}
@@ -97,7 +99,8 @@ class _Synth:
         idx = self.rng.integers(0, self.n, (2, count))
         np.put_along_axis(imp, idx, np.minimum(self.rng.pareto(2.5, (2, count)), 4.0) * 6.0, axis=1)
         k = self.rng.standard_normal(int(0.012 * RATE)) * np.exp(-np.arange(int(0.012 * RATE)) / (0.002 * RATE))
-        crackle = self.band(signal.fftconvolve(imp, k[None, :], axes=1)[:, :self.n], 1000, None, order=2)
+        # band-limited pops: full-band clicks come out of AAC with peaks far above their own
+        crackle = self.band(signal.fftconvolve(imp, k[None, :], axes=1)[:, :self.n], 1000, 7000, order=2)
         return roar + 0.45 * crackle + 0.05 * self.band(self.noise(0.5), 2000, 8000)
 
     def birds(self) -> np.ndarray:
@@ -250,7 +253,7 @@ def choose_layers(cues: Cues) -> list[str]:
 
 
 def soundscape(cues: Cues, duration: float, seed: int, timeline: Timeline | None = None) -> np.ndarray:
-    """A (2, duration * 48000) float32 stereo soundscape at about -16 LUFS with peaks under -1 dBFS."""
+    """A (2, duration * 48000) float32 stereo soundscape at -16 LUFS, true peak at most -2 dBFS, below 15 kHz."""
     timeline = timeline or make_timeline(cues, duration, seed)
     n = int(round(duration * RATE))
     synth = _Synth(n, seed, timeline)
@@ -276,7 +279,10 @@ def soundscape(cues: Cues, duration: float, seed: int, timeline: Timeline | None
     env[:fade_in] = 0.5 - 0.5 * np.cos(np.linspace(0, math.pi, fade_in))
     env[n - fade_out:] = 0.5 + 0.5 * np.cos(np.linspace(0, math.pi, fade_out))
     mix *= env[None, :]
-    return normalise(mix.astype(np.float32), TARGET_LUFS, -1.0, RATE)
+    # AAC drops what is above ~16 kHz; left in, that band's removal reshapes sharp crackles and speech onsets
+    # into peaks well above the limited ones. Band-limited here, the limiter sees the peaks the decoder will.
+    mix = signal.sosfiltfilt(signal.butter(8, AAC_BAND_HZ, btype="low", fs=RATE, output="sos"), mix, axis=-1)
+    return normalise(mix.astype(np.float32), TARGET_LUFS, PEAK_DBTP, RATE)
 
 
 def espeak_argv(exe: str, wav: Path) -> list[str]:

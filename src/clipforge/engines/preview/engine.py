@@ -70,6 +70,15 @@ def prefetch(frames: Iterator[np.ndarray], n: int, on_step: StepCallback, depth:
                 thread.join(0.05)
 
 
+def thumbnail_frame(n: int, fps: int, timeline: Timeline, morph: bool) -> int:
+    """The frame to show for the clip: a morph's first frame (the input, not a ghosted in-between), else the
+    frame nearest the middle that no lightning flash lights up."""
+    if morph:
+        return 0
+    calm = [i for i in range(n) if timeline.flash(i / fps) < 0.01]
+    return min(calm, key=lambda i: (abs(i - n // 2), i)) if calm else n // 2
+
+
 class PreviewEngine(Engine):
     name = "preview"
     options = ()  # no settings: `[engines.preview]` stays empty
@@ -88,7 +97,8 @@ class PreviewEngine(Engine):
         else:
             frames = self._t2v(request, cues, timeline, on_step)
         return EngineOutput(frames, n, w, h, request.fps, audio, 48_000,
-                            info={"engine": self.name, "camera": cues.camera, "scene": cues.scene})
+                            info={"engine": self.name, "camera": cues.camera, "scene": cues.scene},
+                            thumbnail_frame=thumbnail_frame(n, request.fps, timeline, request.tail_image is not None))
 
     def _i2v(self, request: EngineRequest, cues: Cues, timeline: Timeline,
              on_step: StepCallback) -> Iterator[np.ndarray]:

@@ -103,6 +103,7 @@ class Cues:
     tempo: float = 92.0
     night: bool = False
     sunset: bool = False
+    overcast: bool = False  # a storm or rain: a grey sky with no sun, moon or stars
     dialogue: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -141,4 +142,6 @@ def parse_prompt(prompt: str) -> Cues:
         tempo *= 0.88
     night = _has(r"\b(night\w*|midnight|dark|moonlit|moon|evening|neon)\b", text)
     sunset = _has(r"\b(sunset|sunrise|dusk|dawn|golden hour)\b", text)
-    return Cues(camera, explicit, speed, ambient, scene, colours, sounds, mood, float(tempo), night, sunset, dialogue)
+    overcast = bool({"rain", "lightning"} & set(ambient)) or _has(r"\b(overcast|storm\w*|gloomy|grey sky)\b", text)
+    return Cues(camera, explicit, speed, ambient, scene, colours, sounds, mood, float(tempo), night, sunset,
+                overcast, dialogue)

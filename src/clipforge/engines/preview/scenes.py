@@ -37,6 +37,8 @@ def _vgrad(h: int, w: int, top: np.ndarray, bottom: np.ndarray, gamma: float = 1
 
 
 def _sky(h: int, w: int, cues: Cues, rng: np.random.Generator, sunset: bool) -> np.ndarray:
+    if cues.overcast:
+        return _storm_sky(h, w, cues.night, rng)
     cols = [np.asarray(c, np.float32) for c in cues.colours]
     if sunset:
         top, low = _c((70, 40, 110)), _c((250, 140, 60))
@@ -62,6 +64,47 @@ def _sky(h: int, w: int, cues: Cues, rng: np.random.Generator, sunset: bool) -> 
     return sky
 
 
+def _storm_sky(h: int, w: int, night: bool, rng: np.random.Generator) -> np.ndarray:
+    """A low grey sky of heavy clouds, darkest overhead; no sun, moon or stars (so lightning reads)."""
+    top, low = (_c((14, 16, 22)), _c((40, 44, 54))) if night else (_c((52, 56, 66)), _c((112, 118, 128)))
+    sky = _vgrad(h, w, top, low, 0.7)
+    clouds = np.clip(fbm(rng, h, w, 5, 3) * 0.5 + 0.5, 0, 1)[..., None]
+    return sky * (0.7 + 0.45 * clouds)
+
+
+def campfire(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Paint a campfire on a patch of dark ground at the bottom centre of `img` (float RGB, in place): logs, a
+    flame whose colours run from a white-yellow core to red tips, and the warm light it casts around it.
+    Returns the flame's mask (0..1): the region ambient motion flickers."""
+    h, w = img.shape[:2]
+    s = min(w, h)
+    cx, base = w * rng.uniform(0.42, 0.58), h * 0.86
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    ground = ((xs - cx) / (0.55 * w)) ** 2 + ((ys - h * 1.02) / (0.2 * h)) ** 2 < 1
+    img[ground] = img[ground] * 0.25 + _c((34, 24, 18)) * 0.75
+    glow = np.exp(-(((xs - cx) / (0.32 * s)) ** 2 + ((ys - base + 0.05 * s) / (0.26 * s)) ** 2))[..., None]
+    img += glow * _c((255, 120, 40)) * 0.55
+    for angle in (-18.0, 18.0, 0.0):
+        rect = ((float(cx), float(base + 0.012 * s)), (float(0.2 * s), float(0.03 * s)), angle)
+        cv2.fillPoly(img, [cv2.boxPoints(rect).astype(np.int32)], (70, 40, 22), cv2.LINE_AA)
+    heat = np.zeros((h, w), np.float32)
+    for _ in range(7):
+        tx = cx + rng.normal(0, 0.035 * s)
+        tall, half = rng.uniform(0.16, 0.3) * s, rng.uniform(0.025, 0.045) * s
+        v = np.clip((base - ys) / tall, 0, 1.2)  # 0 at the base, 1 at the tongue's tip
+        width = half * np.clip(1 - v, 0, 1) ** 0.6 * (1 + 0.6 * np.sin(np.pi * np.clip(v, 0, 1)))
+        inside = np.clip(1 - np.abs(xs - tx) / np.maximum(width, 1e-3), 0, 1) * (ys <= base) * (v < 1)
+        heat = np.maximum(heat, inside * (1 - 0.75 * v))
+    heat = cv2.GaussianBlur(heat, (0, 0), max(1.0, 0.004 * s))
+    stops = np.array([[150, 20, 5], [235, 80, 15], [255, 160, 40], [255, 225, 120], [255, 250, 220]], np.float32)
+    idx = np.clip(heat * (len(stops) - 1), 0, len(stops) - 1.001)
+    k = idx.astype(np.int32)
+    colour = stops[k] + (stops[k + 1] - stops[k]) * (idx - k)[..., None]
+    alpha = np.clip(heat / 0.12, 0, 1)[..., None]
+    img[:] = img * (1 - alpha) + colour * alpha
+    return alpha[..., 0]
+
+
 def _ridge(w: int, base: float, amp: float, rng: np.random.Generator, rough: int = 6) -> np.ndarray:
     x = np.linspace(0, 1, w, dtype=np.float32)
     y = np.zeros(w, np.float32)
@@ -81,10 +124,16 @@ def _fill_below(img: np.ndarray, top: np.ndarray, colour: np.ndarray, shade: flo
 
 def paint(cues: Cues, w: int, h: int, seed: int) -> np.ndarray:
     """The still picture of the prompt's scene (uint8 RGB)."""
+    return paint_scene(cues, w, h, seed)[0]
+
+
+def paint_scene(cues: Cues, w: int, h: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The still picture of the prompt's scene (uint8 RGB) and the mask of the fire painted in it, if any."""
+    fire = None
     rng = np.random.default_rng([seed, 0x5CE])
     cols = [np.asarray(c, np.float32) for c in cues.colours]
     scene = cues.scene
-    sunset = cues.sunset or (not cues.night and any(c[0] > c[2] + 40 for c in cols[:1]))
+    sunset = not cues.overcast and (cues.sunset or (not cues.night and any(c[0] > c[2] + 40 for c in cols[:1])))
     if scene == "space":
         img = np.zeros((h, w, 3), np.float32) + _c((4, 5, 14))
         neb = np.clip(fbm(rng, h, w, 5, 2) * 0.5 + 0.5, 0, 1) ** 2.2
@@ -113,13 +162,13 @@ def paint(cues: Cues, w: int, h: int, seed: int) -> np.ndarray:
     else:
         night = cues.night or scene == "city"
         img = _sky(h, w, dataclasses.replace(cues, night=night), rng, sunset and not night)
-        if night:
+        if night and not cues.overcast:
             xs, ys = rng.integers(0, w, int(300 * w * h / 2e6)), rng.integers(0, int(0.5 * h), int(300 * w * h / 2e6))
             for x, y in zip(xs, ys, strict=True):
                 cv2.circle(img, (int(x), int(y)), 1, (230, 230, 255), -1, cv2.LINE_AA)
         if scene == "ocean":
             hz = 0.5
-            sea_c = cols[0] if cols and not sunset else _c((20, 70, 130))
+            sea_c = cols[0] if cols and not sunset else _c((34, 48, 62) if cues.overcast else (20, 70, 130))
             sea = _vgrad(h - int(hz * h), w, sea_c * 0.9 + 15, sea_c * 0.45)
             ripple = fbm(rng, sea.shape[0], w, 5, 6)
             sea *= (0.85 + 0.2 * ripple)[..., None]
@@ -171,7 +220,9 @@ def paint(cues: Cues, w: int, h: int, seed: int) -> np.ndarray:
         else:  # sky / sunset over hills
             hill_c = (cols[1] if len(cols) > 1 else _c((60, 50, 70))) * 0.35 if sunset else _c((70, 100, 80))
             _fill_below(img, _ridge(w, 0.8, 0.08, rng), hill_c, 0.3)
-    return np.clip(img, 0, 255).astype(np.uint8)
+        if "fire" in cues.ambient:
+            fire = campfire(img, rng)
+    return np.clip(img, 0, 255).astype(np.uint8), fire
 
 
 def render_scene(cues: Cues, width: int, height: int, n: int, seed: int, timeline: Timeline,
@@ -179,11 +230,11 @@ def render_scene(cues: Cues, width: int, height: int, n: int, seed: int, timelin
     if cues.scene == "abstract":
         yield from _abstract(cues, width, height, n, seed)
         return
-    still = paint(cues, width, height, seed)
+    still, fire = paint_scene(cues, width, height, seed)
     camera = cues.camera if cues.camera_explicit else DEFAULT_CAMERA[cues.scene]
     ambient = tuple(dict.fromkeys(cues.ambient + SCENE_AMBIENT[cues.scene]))
     yield from animate_image(still, None, dataclasses.replace(cues, camera=camera, ambient=ambient), timeline, n, fps,
-                             seed, subject_parallax=False)
+                             seed, subject_parallax=False, fire_region=fire)
 
 
 def _abstract(cues: Cues, w: int, h: int, n: int, seed: int) -> Iterator[np.ndarray]:
