@@ -8,7 +8,10 @@ histograms need (created_at, started_at, finished_at, and the worker's `outputs.
 api replica reports the whole fleet, the same numbers, and nothing is lost when a worker dies.
 
 - Gauges (`clipforge_queue_depth`, `clipforge_jobs`, `clipforge_live_workers`, ...) are counted afresh
-  at each scrape.
+  at each scrape. `clipforge_engine_queue_depth` and `clipforge_engine_running_jobs` count per engine
+  (the engine a job was queued for), which is what an autoscaler sizes a worker pool by: a worker
+  serves engines, not models. Every routed engine is reported, at 0 when idle, so a query for it
+  never comes back empty.
 - Histograms grow by the jobs that finished since the previous scrape: the collector pages through
   `JobStore.finished_since` by `(finished_at, id)` and counts each job once. It re-reads a trailing
   window (`LATE_WINDOW`) so a job whose finish committed late is still counted. A fresh process first
@@ -126,6 +129,19 @@ class StoreCollector:
         for name, n in sorted(per_engine.items()):
             ready.add_metric([name], n)
         yield ready
+        yield from self._engine_gauges()
+
+    def _engine_gauges(self) -> Iterator[Metric]:
+        active = self.store.active_by_engine()
+        engines = sorted(set(self.routing.engine_names) | {e for e, _ in active})
+        for status, name, doc in ((JobStatus.QUEUED, "clipforge_engine_queue_depth",
+                                   "Jobs waiting for a worker, per engine they were queued for."),
+                                  (JobStatus.RUNNING, "clipforge_engine_running_jobs",
+                                   "Jobs a worker is running, per engine.")):
+            gauge = GaugeMetricFamily(name, doc, labels=["engine"])
+            for engine in engines:
+                gauge.add_metric([engine], active.get((engine, status.value), 0))
+            yield gauge
 
     # -- histograms --------------------------------------------------------------------------
     def _advance(self) -> None:

@@ -74,9 +74,10 @@ class Submitter:
     def choose_engine(self, model: str) -> str:
         route = self.routing.route(model)
         states = engine_states(self.store.live_workers(WORKER_TTL))
-        engine = pick_engine(route, states)
+        auto = self.routing.autoscaled
+        engine = pick_engine(route, states, autoscaled=auto)
         if engine is None:
-            reasons = "; ".join(f"{e}: {engine_reason(e, states)}" for e in route.engines)
+            reasons = "; ".join(f"{e}: {engine_reason(e, states, autoscaled=auto)}" for e in route.engines)
             raise NotReady(f"model '{model}' has no ready engine ({reasons})")
         return engine
 
