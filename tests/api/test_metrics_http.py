@@ -119,3 +119,20 @@ def test_engine_gauges_count_work_per_engine_even_with_no_worker(tmp_path: Path)
                     if f.name.startswith("clipforge_engine_") and f.type == "gauge" and "ready" not in f.name}
     assert families["clipforge_engine_queue_depth"] == {"ltx2": 2, "preview": 0}
     assert families["clipforge_engine_running_jobs"] == {"ltx2": 0, "preview": 1}
+
+
+def test_requests_are_counted_per_process_for_the_api_autoscaler(tmp_path: Path):
+    from clipforge.api.app import create_app
+
+    def total(text: str) -> float:
+        samples = [s for f in text_string_to_metric_families(text) if f.name == "clipforge_http_requests"
+                   for s in f.samples if s.name == "clipforge_http_requests_total"]
+        assert len(samples) == 1, text
+        return samples[0].value
+
+    app = create_app(Settings(home=tmp_path, api_keys=("k1",)), store=MemoryJobStore())
+    with TestClient(app) as client:
+        before = total(client.get("/metrics").text)
+        for path in ("/healthz", "/v1/models", "/nope"):
+            client.get(path)
+        assert total(client.get("/metrics").text) == before + 4  # three requests and the first scrape

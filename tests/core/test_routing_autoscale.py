@@ -32,5 +32,6 @@ def test_an_autoscaled_engine_no_worker_reports_is_picked_in_its_route_order():
     assert pick_engine(routing.models["preview"], {}, autoscaled=auto) is None
     broken = {"ltx2": {"ready": False, "workers": 0, "reasons": ["weights not found"]}, **preview_live}
     assert pick_engine(seed, broken, autoscaled=auto) == "preview"  # a live worker says it cannot run ltx2
-    assert engine_reason("ltx2", {}, autoscaled=auto) == "no live worker; the autoscaler starts one when a job is queued"
+    assert engine_reason("ltx2", {}, autoscaled=auto) == (
+        "no live worker; the autoscaler starts one when a job is queued")
     assert engine_reason("ltx2", {}) == "no live worker serves this engine"
