@@ -15,9 +15,9 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from deploy.kustomize import pod_containers, pod_spec, render
 
 from clipforge.core.routing import parse_routing
+from deploy.kustomize import pod_containers, pod_spec, render
 
 ROOT = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 OVERLAYS = ["cpu", "gpu", "hosted"]
@@ -296,8 +296,9 @@ def test_the_image_name_and_tag_come_from_the_overlay(tmp_path: Path):
     shutil.copytree(ROOT, copy_root)
     kustomization = copy_root / "overlays" / "gpu" / "kustomization.yaml"
     spec = yaml.safe_load(kustomization.read_text())
-    spec["images"] = [{"name": "clipforge", "newName": "registry.example.com/team/clipforge", "newTag": "1.2.3"},
-                      {"name": "clipforge-gpu", "newName": "registry.example.com/team/clipforge", "newTag": "1.2.3-cuda"}]
+    repo = "registry.example.com/team/clipforge"
+    spec["images"] = [{"name": "clipforge", "newName": repo, "newTag": "1.2.3"},
+                      {"name": "clipforge-gpu", "newName": repo, "newTag": "1.2.3-cuda"}]
     kustomization.write_text(yaml.safe_dump(spec))
     objects = render(copy_root / "overlays" / "gpu")
     images = {(o["metadata"]["name"], c["name"]): c["image"] for o in objects for c in pod_containers(o)}

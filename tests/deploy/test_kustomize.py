@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from deploy.kustomize import KustomizeError, merge, render
 
 ROOT = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
@@ -22,7 +23,8 @@ def test_strategic_merge_merges_named_lists_and_replaces_others():
     base = {"containers": [{"name": "a", "args": ["x", "y"], "env": [{"name": "A", "value": "1"},
                                                                      {"name": "B", "value": "2"}]}],
             "tolerations": [{"key": "k"}], "drop": 1}
-    patch = {"containers": [{"name": "a", "args": ["z"], "env": [{"name": "B", "value": "3"}, {"name": "C", "value": "4"}]}],
+    env = [{"name": "B", "value": "3"}, {"name": "C", "value": "4"}]
+    patch = {"containers": [{"name": "a", "args": ["z"], "env": env}],
              "tolerations": [{"key": "gpu"}], "drop": None}
     assert merge(base, patch, strategic=True) == {
         "containers": [{"name": "a", "args": ["z"], "env": [{"name": "B", "value": "3"}, {"name": "C", "value": "4"},
