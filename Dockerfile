@@ -3,8 +3,11 @@
 #
 #   docker build -t clipforge:0.1.0 .                                    # CPU: api replicas, preview workers
 #   docker build -t clipforge:0.1.0-cuda \
-#     --build-arg BASE_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 --build-arg PROFILE=gpu .   # ltx2 workers
+#     --build-arg BASE_IMAGE=nvidia/cuda:12.8.1-base-ubuntu24.04 --build-arg PROFILE=gpu .   # ltx2 workers
 #
+# The torch wheel brings its own CUDA libraries; the CUDA base image brings what the NVIDIA container
+# runtime needs to hand the driver to the container (NVIDIA_DRIVER_CAPABILITIES=compute,utility). It has
+# no Python: the script installs Ubuntu's python3 and python3-venv first.
 # The same image runs every role: `clipforge serve --workers 0`, `clipforge worker`, `clipforge migrate`.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE}
