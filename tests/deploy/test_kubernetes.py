@@ -243,12 +243,48 @@ def test_each_worker_deployment_scales_on_the_queue_of_the_engines_it_serves(ove
     assert (name == "gpu") == any(s["spec"]["minReplicaCount"] == 0 for s in scaled.values())
 
 
-def test_the_query_reads_gauges_the_api_exports():
-    """The names in the KEDA query are the ones /metrics serves (tests/api/test_metrics_http.py)."""
-    from clipforge.api import metrics
+def evaluate(query: str, scrape: str) -> float:
+    """The ScaledObject's query on one api replica's /metrics: each gauge summed over the engines the
+    regex names (with one replica, `max by (engine)` is the value itself)."""
+    from prometheus_client.parser import text_string_to_metric_families
 
-    source = Path(metrics.__file__).read_text()
-    assert '"clipforge_engine_queue_depth"' in source and '"clipforge_engine_running_jobs"' in source
+    values = {(s.name, s.labels.get("engine")): s.value for f in text_string_to_metric_families(scrape)
+              for s in f.samples}
+    total = 0.0
+    for gauge, pattern in re.findall(r'(clipforge_\w+)\{engine=~"([^"]+)"\}', query):
+        matched = [v for (name, engine), v in values.items() if name == gauge and engine
+                   and re.fullmatch(pattern, engine)]
+        assert matched, f"{gauge}{{engine=~{pattern!r}}} matches nothing /metrics serves"
+        total += sum(matched)
+    return total
+
+
+@pytest.mark.parametrize("overlay_name", OVERLAYS)
+def test_the_scaling_query_counts_the_work_the_api_reports(overlay_name: str, tmp_path: Path):
+    """With the overlay's own models.toml: idle is 0 (never an empty result), each job queued for the
+    worker's engines, with no worker up, counts 1."""
+    from fastapi.testclient import TestClient
+
+    from clipforge.api.app import create_app
+    from clipforge.core.job import Job, new_job_id
+    from clipforge.core.settings import Settings
+    from clipforge.jobs.memory import MemoryJobStore
+
+    objects = render(ROOT / "overlays" / overlay_name)
+    [scaled] = of_kind(objects, "ScaledObject")
+    query = scaled["spec"]["triggers"][0]["metadata"]["query"]
+    [worker] = workers(objects)
+    engines = option(main_container(worker)["args"], "--engines").split(",")
+    config = tmp_path / "models.toml"
+    config.write_text(named(objects, "ConfigMap", "clipforge-models")["data"]["models.toml"])
+    store = MemoryJobStore()
+    app = create_app(Settings(home=tmp_path, api_keys=("k1",), models_config=config), store=store)
+    with TestClient(app) as client:
+        assert evaluate(query, client.get("/metrics").text) == 0
+        for engine in engines + engines[:1]:
+            store.create(Job(id=new_job_id("m"), owner="k1", model="m", engine=engine, params={}))
+        store.claim("w1", engines[:1], 60)
+        assert evaluate(query, client.get("/metrics").text) == len(engines) + 1  # queued + running
 
 
 def test_api_autoscaler_and_disruption_budgets_target_real_pods(overlay):
@@ -310,3 +346,65 @@ def test_the_image_name_and_tag_come_from_the_overlay(tmp_path: Path):
         for obj in render(ROOT / "overlays" / overlay_name):
             for container in pod_containers(obj):
                 assert re.fullmatch(r"clipforge:0\.1\.0(-cuda)?", container["image"]), container["image"]
+
+
+# -- docs/kubernetes.md ------------------------------------------------------------------------------
+DOC = Path(__file__).resolve().parents[2] / "docs" / "kubernetes.md"
+
+
+def referenced_secrets(objects: list[Obj]) -> dict[str, set[str]]:
+    """Secret name -> the keys the manifests read from it (empty: read whole)."""
+    refs: dict[str, set[str]] = {}
+    for obj in objects:
+        for container in pod_containers(obj):
+            for var in container.get("env", []):
+                ref = var.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    refs.setdefault(ref["name"], set()).add(ref["key"])
+            for source in container.get("envFrom", []):
+                if "secretRef" in source:
+                    refs.setdefault(source["secretRef"]["name"], set())
+        for volume in (pod_spec(obj) or {}).get("volumes", []):
+            if "secret" in volume:
+                refs.setdefault(volume["secret"]["secretName"], set()).update(
+                    i["key"] for i in volume["secret"].get("items", []))
+        for tls in obj["spec"].get("tls", []) if obj["kind"] == "Ingress" else []:
+            refs.setdefault(tls["secretName"], set())
+    return refs
+
+
+def test_the_docs_tell_how_to_create_every_secret_the_manifests_read():
+    text = DOC.read_text()
+    objects = [o for name in OVERLAYS + ["gpu/weights"] for o in render(ROOT / "overlays" / name)]
+    refs = referenced_secrets(objects)
+    assert set(refs) == {"clipforge", "clipforge-tls", "clipforge-hosted", "clipforge-hf"}
+    for name, keys in refs.items():
+        command = re.search(rf"kubectl -n clipforge create secret \w+ {name} (.*?)(?:\n(?! )|$)", text, re.S)
+        assert command, f"no `create secret` for {name}"
+        for key in keys:
+            assert f"{key}=" in command.group(1), (name, key)
+
+
+def test_the_documented_adapter_rule_yields_the_hpa_metric():
+    blocks = re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.S)
+    [rule] = [r for b in blocks for r in yaml.safe_load(b) if "seriesQuery" in r]
+    series = re.match(r"(\w+)\{", rule["seriesQuery"]).group(1)
+    assert series == "clipforge_http_requests_total"
+    as_name = re.sub(rule["name"]["matches"], rule["name"]["as"].replace("${1}", r"\1"), series)
+    hpa = named(render(ROOT / "overlays" / "cpu"), "HorizontalPodAutoscaler", "clipforge-api")
+    assert as_name in {m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"}
+    documented = tomllib.loads(re.search(r"```toml\n(\[autoscale\].*?)```", DOC.read_text(), re.S).group(1))
+    assert documented["autoscale"]["engines"] == sorted(routing_of(render(ROOT / "overlays" / "gpu")).autoscaled)
+
+
+def test_every_clipforge_command_in_the_manifests_parses(overlay):
+    """Option names and values as the CLI reads them (a misspelt flag would crash-loop the pod)."""
+    from clipforge.cli import main
+
+    _, objects = overlay
+    commands = [c["args"] for o in objects for c in pod_containers(o) if c["args"][0] == "clipforge"]
+    assert {a[1] for a in commands} >= {"serve", "worker", "migrate"}
+    for args in commands:
+        command = main.commands[args[1]]
+        with command.make_context(args[1], list(args[2:])) as ctx:
+            assert ctx.params is not None
