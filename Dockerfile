@@ -24,7 +24,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY scripts/install.sh scripts/install.sh
 COPY src src
-RUN scripts/install.sh --no-editable "$PROFILE" /opt/clipforge \
+RUN bash scripts/install.sh --no-editable "$PROFILE" /opt/clipforge \
     && rm -rf /var/lib/apt/lists/* /root/.cache /src
 
 # An unprivileged user; HOME and CLIPFORGE_HOME in /data, the one writable place (mount a volume there,

@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
-INSTALL := PYTHON=$(PY) scripts/install.sh
+INSTALL := PYTHON=$(PY) bash scripts/install.sh
 
 .PHONY: install install-serve install-gpu serve test bench lint clean
 

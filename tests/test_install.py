@@ -148,11 +148,11 @@ def test_make_targets_go_through_the_script():
     def dry(*args: str) -> str:
         return subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout
 
-    assert dry("serve").splitlines() == ["PYTHON=python3 scripts/install.sh serve .venv",
+    assert dry("serve").splitlines() == ["PYTHON=python3 bash scripts/install.sh serve .venv",
                                          ".venv/bin/clipforge serve --host 127.0.0.1 --port 8000"]
     assert dry("serve", "HOST=0.0.0.0", "PORT=9000").splitlines()[-1].endswith("--host 0.0.0.0 --port 9000")
-    assert dry("test").splitlines()[0] == "PYTHON=python3 scripts/install.sh test .venv"
-    assert dry("install-gpu").splitlines() == ["PYTHON=python3 scripts/install.sh gpu .venv"]
+    assert dry("test").splitlines()[0] == "PYTHON=python3 bash scripts/install.sh test .venv"
+    assert dry("install-gpu").splitlines() == ["PYTHON=python3 bash scripts/install.sh gpu .venv"]
 
 
 # -- the Dockerfile ----------------------------------------------------------------------------------
@@ -169,7 +169,7 @@ def test_the_dockerfile_installs_with_the_script_by_profile():
     assert args["BASE_IMAGE"].startswith("python:3.11") and args["PROFILE"] == "image"  # CPU by default
     assert steps[[op for op, _ in steps].index("FROM")] == ("FROM", "${BASE_IMAGE}")
     [run] = [a for op, a in steps if op == "RUN" and "install.sh" in a]
-    assert run.startswith('scripts/install.sh --no-editable "$PROFILE" /opt/clipforge')
+    assert run.startswith('bash scripts/install.sh --no-editable "$PROFILE" /opt/clipforge')
     for profile in ("image", "gpu"):  # the profiles the image is built with exist in the script
         assert plan("--no-editable", profile, "/opt/clipforge").returncode == 0
     copied = {source for op, a in steps if op == "COPY" for source in a.split()[:-1]}
