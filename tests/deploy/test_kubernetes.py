@@ -241,6 +241,8 @@ def test_each_worker_deployment_scales_on_the_queue_of_the_engines_it_serves(ove
             grace = float(env_value(objects, main_container(worker), "CLIPFORGE_SHUTDOWN_GRACE_SECONDS"))
             assert spec["cooldownPeriod"] >= grace  # outlasts a typical job
     assert (name == "gpu") == any(s["spec"]["minReplicaCount"] == 0 for s in scaled.values())
+    for deployment in of_kind(objects, "Deployment"):  # autoscaled: an apply must not reset the count
+        assert "replicas" not in deployment["spec"], deployment["metadata"]["name"]
 
 
 def evaluate(query: str, scrape: str) -> float:
