@@ -36,11 +36,14 @@ def _recent_runs(store: JobStore, engine: str) -> list[float]:
 def queue_estimate(store: JobStore, job: Job, position: int, routing: Routing | None = None) -> QueueEstimate:
     """The ETA of a queued job at `position` (None without run history or without a worker to run it)."""
     runs = _recent_runs(store, job.engine)
+    autoscaled = routing is not None and job.engine in routing.autoscaled
+    if not runs and not autoscaled:
+        return QueueEstimate(None)  # nothing to go on: spare the poll a worker query
     states = engine_states(store.live_workers(WORKER_TTL))
     workers = states.get(job.engine, {}).get("workers", 0)
     if workers:
         return QueueEstimate(round((position + 1) * fmean(runs) / workers, 1) if runs else None)
-    if routing is not None and job.engine in routing.autoscaled and job.engine not in states:
+    if autoscaled and routing is not None and job.engine not in states:
         ahead = (position + 1) * fmean(runs) if runs else 0.0
         return QueueEstimate(round(routing.cold_start_seconds + ahead, 1), COLD_START_STAGE)
     return QueueEstimate(None)
