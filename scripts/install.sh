@@ -28,7 +28,7 @@ TORCH_PIN="torch==2.13.0"
 dry_run=0
 editable=1
 
-usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 die() { echo "Error: $*" >&2; exit 2; }
 
 while [ $# -gt 0 ]; do
