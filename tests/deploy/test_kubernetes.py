@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from clipforge.core.routing import parse_routing
-from deploy.kustomize import pod_containers, pod_spec, render
+from kustomize_lite import pod_containers, pod_spec, render
 
 ROOT = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 OVERLAYS = ["cpu", "gpu", "hosted"]

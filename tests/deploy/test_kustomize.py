@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy.kustomize import KustomizeError, merge, render
+from kustomize_lite import KustomizeError, merge, render
 
 ROOT = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 OVERLAYS = ["cpu", "gpu", "gpu/weights", "hosted"]
