@@ -146,7 +146,9 @@ def test_a_profile_already_covered_installs_nothing(fake_checkout):
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_targets_go_through_the_script():
     def dry(*args: str) -> str:
-        return subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # under make test
+        return subprocess.run(["make", "-n", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=30, env=env).stdout
 
     assert dry("serve").splitlines() == ["PYTHON=python3 bash scripts/install.sh serve .venv",
                                          ".venv/bin/clipforge serve --host 127.0.0.1 --port 8000"]
