@@ -1,39 +1,35 @@
-# One-command set-up: every target creates .venv and installs what it needs.
+# One-command set-up: every target creates .venv and installs what it needs, through scripts/install.sh
+# (the same script the Dockerfile and CI run). The script keeps a stamp (.venv/.installed) of the extras
+# installed, so a target whose packages are already there installs nothing: `make serve` after `make test`
+# starts at once.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+INSTALL := PYTHON=$(PY) bash scripts/install.sh
 
-.PHONY: install serve test bench lint clean
+.PHONY: install install-serve install-gpu serve test bench lint clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch first: the CPU build pinned here installs from the local wheel cache; the
-	# range in pyproject's `models` extra is then already satisfied.
-	$(BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -e ".[models,postgres,s3,dev]"
-	# Debian's chromium (the playground's browser tests; never a downloaded browser) and espeak-ng (spoken
-	# dialogue in preview clips); root only, and optional: tests that need them skip with the reason.
-	for pkg in chromium espeak-ng; do command -v $$pkg >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] \
-		|| apt-get install -y --no-install-recommends $$pkg || (apt-get update && apt-get install -y \
-		--no-install-recommends $$pkg) || true; done
-	touch $(STAMP)
+install:          # everything: what the tests need (torch 2.13.0 CPU build first, every extra, chromium, espeak-ng)
+	$(INSTALL) test $(VENV)
 
-install: $(STAMP)
+install-serve:    # the server, the preview engine and the README snippets' packages; no torch, no browser
+	$(INSTALL) serve $(VENV)
 
-serve: $(STAMP)
+install-gpu:      # the ltx2 engine: torch (CUDA build on Linux; TORCH_INDEX_URL to choose), diffusers, ...
+	$(INSTALL) gpu $(VENV)
+
+serve: install-serve
 	$(BIN)/clipforge serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+test: install
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: install
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-lint: $(STAMP)
+lint: install
 	$(BIN)/ruff check src tests bench
 
 clean:

@@ -42,6 +42,8 @@ def test_metrics_move_as_jobs_run(server: LiveServer):
     assert value(before, "clipforge_live_workers") == 1
     assert value(before, "clipforge_engine_ready_workers", engine="medium") == 1
     assert value(before, "clipforge_queue_depth", model="test/medium") == 0
+    for name in ("clipforge_engine_queue_depth", "clipforge_engine_running_jobs"):  # present at 0 when idle
+        assert before[name][(("engine", "medium"),)] == 0
     assert value(before, "clipforge_jobs", model="test/medium", status="completed") == 0
     assert value(before, "clipforge_job_run_seconds_count", model="test/medium", engine="medium",
                  status="completed") == 0
@@ -53,10 +55,14 @@ def test_metrics_move_as_jobs_run(server: LiveServer):
     during = scrape(server.url)
     assert value(during, "clipforge_queue_depth", model="test/medium") >= 1  # one worker, 2 s per job
     assert value(during, "clipforge_jobs", model="test/medium", status="queued") >= 1
+    queued, running = (value(during, f"clipforge_engine_{n}", engine="medium") for n in ("queue_depth", "running_jobs"))
+    assert queued >= 1 and running <= 1 and queued + running >= 2
 
     assert [wait_terminal(c, i)["status"] for i in ids] == ["completed"] * 3
     after = scrape(server.url)
     assert value(after, "clipforge_queue_depth", model="test/medium") == 0
+    assert value(after, "clipforge_engine_queue_depth", engine="medium") == 0
+    assert value(after, "clipforge_engine_running_jobs", engine="medium") == 0
     assert value(after, "clipforge_jobs", model="test/medium", status="completed") == 3
     run = dict(model="test/medium", engine="medium", status="completed")
     assert value(after, "clipforge_job_run_seconds_count", **run) == 3
@@ -95,3 +101,38 @@ def test_metrics_can_require_a_key(tmp_path: Path):
     open_app = create_app(Settings(home=tmp_path, api_keys=("k1",)), store=MemoryJobStore())
     with TestClient(open_app) as client:
         assert client.get("/metrics").status_code == 200
+
+
+def test_engine_gauges_count_work_per_engine_even_with_no_worker(tmp_path: Path):
+    """What KEDA scales a worker pool by: jobs queued for an engine that no live worker serves yet."""
+    from clipforge.api.app import create_app
+    from clipforge.core.job import Job, new_job_id
+
+    store = MemoryJobStore()
+    for engine in ("ltx2", "ltx2", "preview"):
+        store.create(Job(id=new_job_id("ltx-2"), owner="k1", model="ltx-2", engine=engine, params={}))
+    store.claim("w1", ["preview"], 60)
+    app = create_app(Settings(home=tmp_path, api_keys=("k1",)), store=store)
+    with TestClient(app) as client:
+        families = {f.name: {s.labels["engine"]: s.value for s in f.samples}
+                    for f in text_string_to_metric_families(client.get("/metrics").text)
+                    if f.name.startswith("clipforge_engine_") and f.type == "gauge" and "ready" not in f.name}
+    assert families["clipforge_engine_queue_depth"] == {"ltx2": 2, "preview": 0}
+    assert families["clipforge_engine_running_jobs"] == {"ltx2": 0, "preview": 1}
+
+
+def test_requests_are_counted_per_process_for_the_api_autoscaler(tmp_path: Path):
+    from clipforge.api.app import create_app
+
+    def total(text: str) -> float:
+        samples = [s for f in text_string_to_metric_families(text) if f.name == "clipforge_http_requests"
+                   for s in f.samples if s.name == "clipforge_http_requests_total"]
+        assert len(samples) == 1, text
+        return samples[0].value
+
+    app = create_app(Settings(home=tmp_path, api_keys=("k1",)), store=MemoryJobStore())
+    with TestClient(app) as client:
+        before = total(client.get("/metrics").text)
+        for path in ("/healthz", "/v1/models", "/nope"):
+            client.get(path)
+        assert total(client.get("/metrics").text) == before + 4  # three requests and the first scrape

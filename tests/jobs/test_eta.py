@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from clipforge.core.job import Job, JobStatus, new_job_id
-from clipforge.jobs.eta import queue_eta_seconds
+from clipforge.core.routing import parse_routing
+from clipforge.jobs.eta import COLD_START_STAGE, queue_estimate, queue_eta_seconds
 from clipforge.jobs.memory import MemoryJobStore
 
 
@@ -33,3 +34,21 @@ def test_eta_is_position_plus_one_times_mean_run_over_ready_workers():
     ready(store, "w2")
     assert queue_eta_seconds(store, waiting, 2) == 4.5
     assert queue_eta_seconds(store, job("ltx2"), 0) is None  # that engine has no history
+
+
+def test_an_autoscaled_engine_with_no_worker_waits_a_cold_start_and_says_so():
+    routing = parse_routing({"models": {"m": {"engines": ["fixed"]}},
+                             "autoscale": {"engines": ["fixed"], "cold_start_seconds": 240}})
+    store = MemoryJobStore()
+    waiting = job()
+    est = queue_estimate(store, waiting, 0, routing)
+    assert (est.eta_seconds, est.stage) == (240.0, COLD_START_STAGE)  # no history: the cold start alone
+    done = job()
+    store.create(done)
+    store.claim("w0", ["fixed"], 60)
+    store.finish(done.id, "w0", JobStatus.COMPLETED, outputs={"run_seconds": 10.0})
+    assert queue_estimate(store, waiting, 2, routing).eta_seconds == 240 + 3 * 10.0
+    assert queue_eta_seconds(store, waiting, 2) is None  # not autoscaled without the routing
+    ready(store, "w1")  # a worker came up: the usual estimate, no cold start
+    est = queue_estimate(store, waiting, 2, routing)
+    assert (est.eta_seconds, est.stage) == (30.0, None)

@@ -654,6 +654,16 @@ def test_postgres_release_wakes_waiting_workers(backend):
     assert waiter.claim("w2", ["preview"], 60).id == job.id
 
 
+def test_active_by_engine_counts_queued_and_running_jobs_per_engine(store):
+    add(store), add(store), add(store, engine="ltx2"), add(store, engine="ltx2")
+    assert store.active_by_engine() == {("preview", "queued"): 2, ("ltx2", "queued"): 2}
+    running = store.claim("w1", ["ltx2"], 60)
+    assert store.active_by_engine() == {("preview", "queued"): 2, ("ltx2", "queued"): 1, ("ltx2", "running"): 1}
+    store.finish(running.id, "w1", JobStatus.COMPLETED, outputs={"video": "v"})
+    store.cancel(store.claim("w1", ["preview"], 60).id, "alice")  # a cancel flag: still running
+    assert store.active_by_engine() == {("preview", "queued"): 1, ("preview", "running"): 1, ("ltx2", "queued"): 1}
+
+
 def test_counts_and_finished_since(store):
     a, b, c = add(store), add(store), add(store, engine="other")
     assert store.counts() == {("kling-video/v2.6/pro", "queued"): 3}

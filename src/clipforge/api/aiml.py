@@ -21,7 +21,7 @@ from clipforge.api.webhooks import webhook_from_body
 from clipforge.core.errors import InvalidInput, NotFound
 from clipforge.core.job import Job, JobStatus
 from clipforge.core.keys import KeyPolicy
-from clipforge.jobs.eta import queue_eta_seconds
+from clipforge.jobs.eta import QueueEstimate, queue_estimate
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +122,13 @@ def generation_view(job: Job, request: Request, svc: Services, position: int | N
 
 def poll_response(job: Job, request: Request, response: Response, svc: Services) -> dict[str, Any]:
     position = svc.store.queue_position(job) if job.status == JobStatus.QUEUED else None
-    eta = queue_eta_seconds(svc.store, job, position) if position is not None else None
+    estimate = queue_estimate(svc.store, job, position, svc.routing) if position is not None else QueueEstimate(None)
     if not job.terminal:
         response.headers["Retry-After"] = str(svc.settings.poll_retry_after_seconds)
-    return generation_view(job, request, svc, position, eta)
+    view = generation_view(job, request, svc, position, estimate.eta_seconds)
+    if estimate.stage:
+        view["stage"] = estimate.stage  # scaled to zero: the first job waits for a worker to start
+    return view
 
 
 async def create_generation(request: Request, policy: KeyPolicy = Depends(require_policy),

@@ -8,7 +8,12 @@ histograms need (created_at, started_at, finished_at, and the worker's `outputs.
 api replica reports the whole fleet, the same numbers, and nothing is lost when a worker dies.
 
 - Gauges (`clipforge_queue_depth`, `clipforge_jobs`, `clipforge_live_workers`, ...) are counted afresh
-  at each scrape.
+  at each scrape. `clipforge_engine_queue_depth` and `clipforge_engine_running_jobs` count per engine
+  (the engine a job was queued for), which is what an autoscaler sizes a worker pool by: a worker
+  serves engines, not models. Every routed engine is reported, at 0 when idle, so a query for it
+  never comes back empty.
+- One counter is per process instead: `clipforge_http_requests_total`, the requests this api replica
+  answered, whose rate an HPA scales the api replicas on (deploy/kubernetes, docs/kubernetes.md).
 - Histograms grow by the jobs that finished since the previous scrape: the collector pages through
   `JobStore.finished_since` by `(finished_at, id)` and counts each job once. It re-reads a trailing
   window (`LATE_WINDOW`) so a job whose finish committed late is still counted. A fresh process first
@@ -24,7 +29,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from clipforge.api.auth import caller_policy
@@ -126,6 +131,19 @@ class StoreCollector:
         for name, n in sorted(per_engine.items()):
             ready.add_metric([name], n)
         yield ready
+        yield from self._engine_gauges()
+
+    def _engine_gauges(self) -> Iterator[Metric]:
+        active = self.store.active_by_engine()
+        engines = sorted(set(self.routing.engine_names) | {e for e, _ in active})
+        for status, name, doc in ((JobStatus.QUEUED, "clipforge_engine_queue_depth",
+                                   "Jobs waiting for a worker, per engine they were queued for."),
+                                  (JobStatus.RUNNING, "clipforge_engine_running_jobs",
+                                   "Jobs a worker is running, per engine.")):
+            gauge = GaugeMetricFamily(name, doc, labels=["engine"])
+            for engine in engines:
+                gauge.add_metric([engine], active.get((engine, status.value), 0))
+            yield gauge
 
     # -- histograms --------------------------------------------------------------------------
     def _advance(self) -> None:
@@ -158,12 +176,31 @@ class StoreCollector:
             self.steps.observe((job.engine,), steps / engine_seconds)
 
 
+class RequestCounter:
+    """HTTP requests this process answered (counted by LogContext; one event loop, so a plain int)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily("clipforge_http_requests", "HTTP requests this api process answered.")
+        family.add_metric([], self.total)
+        yield family
+
+
+REQUESTS = RequestCounter()
+
+
 def registry_for(request: Request, svc: Services) -> CollectorRegistry:
     """The app's registry: one StoreCollector per process, so its histograms accumulate."""
     registry = getattr(request.app.state, "metrics_registry", None)
     if registry is None:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(StoreCollector(svc.store, svc.routing))
+        registry.register(REQUESTS)
         request.app.state.metrics_registry = registry
     return registry
 
@@ -176,13 +213,16 @@ def metrics(request: Request, svc: Services = Depends(services)) -> Response:
 
 
 class LogContext:
-    """ASGI middleware (inside RequestContext): the request id in scope for every log record."""
+    """ASGI middleware (inside RequestContext): the request id in scope for every log record, and the
+    per-process request count."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         request_id = (scope.get("state") or {}).get("request_id") if scope["type"] == "http" else None
+        if scope["type"] == "http":
+            REQUESTS.total += 1
         if request_id is None:
             return await self.app(scope, receive, send)
         with logs.bound(logs.request_id, request_id):

@@ -81,7 +81,8 @@ class Submitter:
         field when ready engines exist but none can, a 503 when none is ready."""
         route = self.routing.route(model)
         states = engine_states(self.store.live_workers(WORKER_TTL))
-        engine = pick_engine(route, states, asked)
+        auto = self.routing.autoscaled
+        engine = pick_engine(route, states, asked, autoscaled=auto)
         if engine is not None:
             return engine
         ready = [e for e in route.engines if states.get(e, {}).get("ready")]
@@ -89,7 +90,7 @@ class Submitter:
             refused = refusal(ready[0], states[ready[0]].get("limits", {}), asked, names)
             if refused is not None:
                 raise InvalidInput(refused[0], refused[1], "unsupported_by_engine")
-        reasons = "; ".join(f"{e}: {engine_reason(e, states)}" for e in route.engines)
+        reasons = "; ".join(f"{e}: {engine_reason(e, states, autoscaled=auto)}" for e in route.engines)
         raise NotReady(f"model '{model}' has no ready engine ({reasons})")
 
     async def _checked(self, image: ImageInput) -> CheckedImage:

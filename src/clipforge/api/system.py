@@ -27,12 +27,14 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(svc: Services = Depends(services)) -> JSONResponse:
-    """Ready when the store answers and at least one model has a ready engine on a live worker."""
+    """Ready when the store answers and at least one model has a ready engine on a live worker, or an
+    autoscaled engine (scaled to zero: a queued job starts a worker)."""
     try:
         states = engine_states(svc.store.live_workers(WORKER_TTL))
     except Exception as exc:
         return JSONResponse({"status": "not ready", "reason": f"job store unreachable: {exc}"}, 503)
-    ready = [m for m, route in svc.routing.models.items() if pick_engine(route, states)]
+    auto = svc.routing.autoscaled
+    ready = [m for m, route in svc.routing.models.items() if pick_engine(route, states, autoscaled=auto)]
     if not ready:
         return JSONResponse({"status": "not ready", "reason": "no live worker has a ready engine"}, 503,
                             headers={"Retry-After": "2"})
@@ -41,14 +43,16 @@ async def readyz(svc: Services = Depends(services)) -> JSONResponse:
 
 def model_list(svc: Services) -> list[dict[str, Any]]:
     states = engine_states(svc.store.live_workers(WORKER_TTL))
+    auto = svc.routing.autoscaled
     data = []
     for model_id, route in svc.routing.models.items():
-        engine = pick_engine(route, states)
+        engine = pick_engine(route, states, autoscaled=auto)
         data.append({
             "id": model_id, "object": "model", "created": 0, "owned_by": "clipforge",
             "type": "video", "task": route.task, "ready": engine is not None, "engine": engine,
             "engines": [{"name": e, "ready": states.get(e, {}).get("ready", False),
-                         "workers": states.get(e, {}).get("workers", 0), "reason": engine_reason(e, states),
+                         "workers": states.get(e, {}).get("workers", 0),
+                         "reason": engine_reason(e, states, autoscaled=auto),
                          "limits": states.get(e, {}).get("limits", {})}  # fields refused: None, or values taken
                         for e in route.engines],
         })

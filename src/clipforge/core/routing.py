@@ -1,8 +1,16 @@
-"""Model routing: public model ids -> ordered engine names, from a TOML file."""
+"""Model routing: public model ids -> ordered engine names, from a TOML file.
+
+An `[autoscale]` table names engines whose workers an autoscaler starts on demand (KEDA scaling a
+worker Deployment from zero on queue depth): while no live worker reports such an engine, it still
+counts as available, so jobs queue for it (their queue depth is what starts a worker) instead of
+being refused, and `/readyz` stays ready. `cold_start_seconds` is how long a worker takes to come
+up (node, image pull, weights): polls add it to the queue ETA.
+"""
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -25,6 +33,8 @@ class ModelRoute:
 class Routing:
     models: dict[str, ModelRoute]
     engines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    autoscaled: frozenset[str] = frozenset()
+    cold_start_seconds: float = 0.0
 
     def route(self, model: str) -> ModelRoute:
         try:
@@ -55,7 +65,20 @@ def parse_routing(data: dict[str, Any]) -> Routing:
         if task not in TASKS:
             raise ConfigError(f"models config: model '{model_id}' has task '{task}', expected one of {TASKS}")
         models[model_id] = ModelRoute(model_id, engines, task)
-    return Routing(models, dict(data.get("engines", {})))
+    routing = Routing(models, dict(data.get("engines", {})))
+    return _with_autoscale(routing, data.get("autoscale", {}))
+
+
+def _with_autoscale(routing: Routing, table: dict[str, Any]) -> Routing:
+    engines, cold = table.get("engines", []), table.get("cold_start_seconds", 0)
+    if not isinstance(engines, list) or not all(isinstance(e, str) for e in engines):
+        raise ConfigError("models config: [autoscale] engines must be a list of engine names")
+    unknown = sorted(set(engines) - set(routing.engine_names))
+    if unknown:
+        raise ConfigError(f"models config: [autoscale] engines {', '.join(unknown)} are not routed by any model")
+    if isinstance(cold, bool) or not isinstance(cold, int | float) or cold < 0:
+        raise ConfigError(f"models config: [autoscale] cold_start_seconds must be a number >= 0, got {cold!r}")
+    return Routing(routing.models, routing.engines, frozenset(engines), float(cold))
 
 
 def load_routing(path: Path | None = None) -> Routing:
@@ -89,8 +112,10 @@ def engine_states(live_workers: list[dict[str, Any]]) -> dict[str, dict[str, Any
     return states
 
 
-def engine_reason(name: str, states: dict[str, dict[str, Any]]) -> str | None:
+def engine_reason(name: str, states: dict[str, dict[str, Any]], *, autoscaled: Collection[str] = ()) -> str | None:
     state = states.get(name)
+    if state is None and name in autoscaled:
+        return "no live worker; the autoscaler starts one when a job is queued"
     if state is None:
         return "no live worker serves this engine"
     if state["ready"]:
@@ -99,12 +124,17 @@ def engine_reason(name: str, states: dict[str, dict[str, Any]]) -> str | None:
 
 
 def pick_engine(route: ModelRoute, states: dict[str, dict[str, Any]], asked: dict[str, Any] | None = None,
-                after: str | None = None) -> str | None:
+                after: str | None = None, *, autoscaled: Collection[str] = ()) -> str | None:
     """The first engine in the route (after `after`, when given) that a live worker reports ready and
-    whose limits allow what the request asks for."""
+    whose limits allow what the request asks for, or that is autoscaled and no live worker reports at
+    all (scaled to zero: a queued job starts a worker; its limits are checked when it runs)."""
     names = route.engines[route.engines.index(after) + 1:] if after in route.engines else route.engines
     for name in names:
-        state = states.get(name, {})
+        state = states.get(name)
+        if state is None:
+            if name in autoscaled:
+                return name
+            continue
         if state.get("ready") and (asked is None or refusal(name, state.get("limits", {}), asked) is None):
             return name
     return None

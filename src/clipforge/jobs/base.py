@@ -175,6 +175,11 @@ class JobStore(abc.ABC):
         """How many jobs the store holds per `(model, status)`."""
         raise NotImplementedError(f"{type(self).__name__} does not implement counts")
 
+    def active_by_engine(self) -> dict[tuple[str, str], int]:
+        """Queued and running jobs per `(engine, status)`: the work waiting for, or held by, each
+        engine's workers (what an autoscaler sizes a worker pool by)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement active_by_engine")
+
     def finished_since(self, after: float, after_id: str = "", limit: int = 1000) -> list[Job]:
         """Finished jobs (`finished_at` set) ordered by `(finished_at, id)`, strictly after
         `(after, after_id)`: pages through what workers finished, for metrics."""

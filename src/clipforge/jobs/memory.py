@@ -169,6 +169,14 @@ class MemoryJobStore(JobStore):
                 out[key] = out.get(key, 0) + 1
             return out
 
+    def active_by_engine(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            out: dict[tuple[str, str], int] = {}
+            for job in self._jobs.values():
+                if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+                    out[(job.engine, job.status.value)] = out.get((job.engine, job.status.value), 0) + 1
+            return out
+
     def finished_since(self, after: float, after_id: str = "", limit: int = 1000) -> list[Job]:
         with self._lock:
             done = sorted((j for j in self._jobs.values() if j.finished_at is not None

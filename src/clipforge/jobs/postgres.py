@@ -93,6 +93,8 @@ Q_CHECKPOINT = ("UPDATE jobs SET params = CASE WHEN %s THEN params - 'checkpoint
                 "ELSE jsonb_set(params, '{checkpoint}', %s) END, engine = COALESCE(%s, engine), "
                 f"updated_at = {_NOW} WHERE id = %s AND worker_id = %s AND status = 'running'")
 Q_COUNTS = "SELECT model, status, count(*) FROM jobs GROUP BY model, status"
+Q_ACTIVE_BY_ENGINE = ("SELECT engine, status, count(*) FROM jobs WHERE status IN ('queued', 'running') "
+                      "GROUP BY engine, status")
 Q_FINISHED_SINCE = (f"{Q_SELECT} WHERE finished_at IS NOT NULL AND (finished_at, id) > (%s, %s) "
                     "ORDER BY finished_at, id LIMIT %s")
 Q_CANCEL_QUEUED = (f"UPDATE jobs SET status = 'cancelled', error = %s, finished_at = {_NOW}, "
@@ -354,6 +356,9 @@ class PostgresJobStore(JobStore):
 
     def counts(self) -> dict[tuple[str, str], int]:
         return {(m, s): int(n) for m, s, n in self._read(Q_COUNTS)}
+
+    def active_by_engine(self) -> dict[tuple[str, str], int]:
+        return {(e, s): int(n) for e, s, n in self._read(Q_ACTIVE_BY_ENGINE)}
 
     def finished_since(self, after: float, after_id: str = "", limit: int = 1000) -> list[Job]:
         return [row_to_job(r) for r in self._read(Q_FINISHED_SINCE, (after, after_id, limit))]

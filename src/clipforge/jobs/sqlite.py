@@ -241,6 +241,11 @@ class SQLiteJobStore(JobStore):
         rows = self._read("SELECT model, status, COUNT(*) FROM jobs GROUP BY model, status")
         return {(m, s): int(n) for m, s, n in rows}
 
+    def active_by_engine(self) -> dict[tuple[str, str], int]:
+        rows = self._read("SELECT engine, status, COUNT(*) FROM jobs WHERE status IN ('queued', 'running') "
+                          "GROUP BY engine, status")
+        return {(e, s): int(n) for e, s, n in rows}
+
     def finished_since(self, after: float, after_id: str = "", limit: int = 1000) -> list[Job]:
         rows = self._read(f"{_SELECT} WHERE finished_at IS NOT NULL AND (finished_at, id) > (?, ?) "
                           "ORDER BY finished_at, id LIMIT ?", (after, after_id, limit))

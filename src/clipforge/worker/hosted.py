@@ -77,7 +77,8 @@ def fail_over(job: Job, worker_id: str, error: EngineUnavailable, store: JobStor
         return None
     spec = job.params["spec"]
     asked = asked_fields({**spec, "seed_given": False}, bool(spec.get("image")), bool(spec.get("tail_image")))
-    target = pick_engine(route, engine_states(store.live_workers(WORKER_TTL)), asked, after=job.engine)
+    target = pick_engine(route, engine_states(store.live_workers(WORKER_TTL)), asked, after=job.engine,
+                         autoscaled=routing.autoscaled)
     if target is None or not store.reroute(job.id, worker_id, target):
         return None
     log.warning("job %s: %s; failing over to engine %s", job.id, error, target)
