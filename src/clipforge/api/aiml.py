@@ -57,6 +57,7 @@ def parse_create(body: dict[str, Any], owner: str) -> Submission:
     if unknown:
         log.debug("ignoring unknown fields: %s", ", ".join(sorted(unknown)))
     model = params.text(body, "model", required=True, max_chars=200)
+    params.text(body, "provider", required=False, max_chars=200)  # accepted and unused, but still text
     image = image_input(body, "image_url")
     tail = image_input(body, "tail_image_url", "last_image_url")
     if tail is not None and image is None:

@@ -92,6 +92,7 @@ async def create_body(request: Request) -> dict[str, Any]:
         nested = {k[len(FIELD) + 1:-1]: v for k, v in form.items() if k.startswith(FIELD + "[") and k.endswith("]")}
         if nested and FIELD not in body:
             body[FIELD] = nested
+        params.check_body(body)
         return body
     return await json_object(request)
 
