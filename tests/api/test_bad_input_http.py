@@ -187,6 +187,12 @@ def test_aiml_scalar_given_a_list_or_object(client: httpx.Client, field: str, sh
     assert_refused(client.post("/v2/video/generations", json=body), field)
 
 
+@pytest.mark.parametrize("value", [["x"], {"url": "x"}, "", 5])
+def test_an_image_alias_is_checked_even_when_the_other_is_given(client: httpx.Client, value: object):
+    body = {"model": I2V, "prompt": "x", "image_url": GOOD, "tail_image_url": GOOD, "last_image_url": value}
+    assert_refused(client.post("/v2/video/generations", json=body), "last_image_url", "type")
+
+
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("field", OPENAI_SCALARS)
 def test_openai_scalar_given_a_list_or_object(client: httpx.Client, field: str, shape: str):
@@ -198,3 +204,16 @@ def test_openai_scalar_given_a_list_or_object(client: httpx.Client, field: str, 
 def test_openai_input_reference_of_the_wrong_shape(client: httpx.Client, value: object):
     r = client.post("/v1/videos", json={"model": "test/fixed", "prompt": "x", "input_reference": value})
     assert_refused(r, "input_reference")
+
+
+def test_an_empty_idempotency_key_is_no_key(client: httpx.Client):
+    # it was stored as the key "" and the second create hit the store's unique index (a 500)
+    body = {"model": T2V, "prompt": "x", "aspect_ratio": "1:1"}
+    ids = []
+    for _ in range(2):
+        r = client.post("/v2/video/generations", json=body, headers={"Idempotency-Key": ""})
+        assert r.status_code == 200, r.text
+        ids.append(r.json()["id"])
+    assert ids[0] != ids[1]
+    for job_id in ids:
+        client.delete(f"/v2/video/generations/{job_id}")

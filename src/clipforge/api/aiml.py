@@ -42,14 +42,16 @@ async def json_body(request: Request) -> dict[str, Any]:
 
 
 def image_input(body: dict[str, Any], *fields: str) -> ImageInput | None:
+    """The image in the first of `fields` (aliases) given; every one given must be a non-empty string."""
+    found = None
     for field in fields:
         value = body.get(field)
         if value is None:
             continue
         if not isinstance(value, str) or not value.strip():
             raise InvalidInput(field, f"{field}: must be an http(s) URL, a data: URI or base64 image data", "type")
-        return ImageInput(field, ref=value.strip())
-    return None
+        found = found or ImageInput(field, ref=value.strip())
+    return found
 
 
 def parse_create(body: dict[str, Any], owner: str) -> Submission:
@@ -212,7 +214,9 @@ async def poll_by_path(generation_id: str, request: Request, response: Response,
 
 
 def attach_router(app: FastAPI) -> None:
+    aliases = APIRouter(tags=["aiml"])  # per app: the module's router must not grow with every app made
     for path in CREATE_PATHS:
-        router.add_api_route(path, create_generation, methods=["POST"])
-        router.add_api_route(path, poll_by_query, methods=["GET"])
+        aliases.add_api_route(path, create_generation, methods=["POST"])
+        aliases.add_api_route(path, poll_by_query, methods=["GET"])
     app.include_router(router)
+    app.include_router(aliases)
