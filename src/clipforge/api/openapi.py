@@ -259,13 +259,27 @@ def body(content: dict[str, str]) -> Schema:
 Operation = dict[str, Any]
 
 
+def links(param: str, targets: dict[str, tuple[str, str]]) -> dict[str, Schema]:
+    """OpenAPI links from a create's answer to the operations that take its id (stateful clients follow them)."""
+    return {name: {"operationRef": "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method,
+                   "parameters": {param: "$response.body#/id"}} for name, (method, path) in targets.items()}
+
+
+AIML_LINKS = links("generation_id", {"poll": ("get", "/v2/video/generations/{generation_id}"),
+                                     "cancel": ("post", "/v2/video/generations/{generation_id}/cancel")})
+OPENAI_LINKS = links("video_id", {"retrieve": ("get", "/v1/videos/{video_id}"),
+                                  "content": ("get", "/v1/videos/{video_id}/content"),
+                                  "remix": ("post", "/v1/videos/{video_id}/remix"),
+                                  "delete": ("delete", "/v1/videos/{video_id}")})
+
+
 def aiml_operations(create_paths: Iterable[str]) -> dict[tuple[str, str], Operation]:
     generation = json_response("The generation", ref("Generation"), POLL_HEADERS)
+    created = {**json_response("Queued", ref("GenerationCreated")), "links": AIML_LINKS}
     ops: dict[tuple[str, str], Operation] = {}
     for path in create_paths:
         ops["post", path] = {"requestBody": body({"application/json": "GenerationCreate"}),
-                             "parameters+": [IDEMPOTENCY],
-                             "responses": {"200": json_response("Queued", ref("GenerationCreated")), **errors(*CREATE)}}
+                             "parameters+": [IDEMPOTENCY], "responses": {"200": created, **errors(*CREATE)}}
         ops["get", path] = {"responses": {
             "200": json_response("One generation (with generation_id) or a page of the caller's generations",
                                  {"anyOf": [ref("Generation"), ref("GenerationList")]}, POLL_HEADERS),
@@ -288,7 +302,7 @@ def openai_operations() -> dict[tuple[str, str], Operation]:
     return {
         ("post", "/v1/videos"): {
             "requestBody": body({"multipart/form-data": "VideoCreateForm", "application/json": "VideoCreate"}),
-            "parameters+": [IDEMPOTENCY], "responses": {"200": video, **errors(*CREATE)}},
+            "parameters+": [IDEMPOTENCY], "responses": {"200": {**video, "links": OPENAI_LINKS}, **errors(*CREATE)}},
         ("get", "/v1/videos"): {"responses": {"200": json_response("A page of videos", ref("VideoList")),
                                               **errors(*AUTHED_READ)}},
         ("get", base): {"responses": {"200": video, **errors(*AUTHED_READ)}},
