@@ -42,7 +42,7 @@ def create_app(settings: Settings, store: JobStore | None = None, artifacts: Art
     install_error_handlers(app)
     for surface in (system, aiml, openai, playground, metrics, webhooks):
         surface.attach_router(app)
-    install_openapi(app, lambda: list(routing.models), aiml.CREATE_PATHS)
+    install_openapi(app, lambda: list(routing.models))
     app.add_middleware(metrics.LogContext)  # inside RequestContext: the request id is set by then
     app.add_middleware(RequestContext, max_body=MAX_BODY)
     return app

@@ -24,6 +24,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from clipforge.api.aiml import CREATE_PATHS, LIST_STATUS
 from clipforge.api.params import MAX_SEED
 from clipforge.core.spec import ASPECT_RATIOS, DURATIONS, MAX_PROMPT_CHARS, OPENAI_DURATIONS
 from clipforge.jobs.webhooks import EVENTS
@@ -218,7 +219,7 @@ def system_schemas() -> dict[str, Schema]:
 # -- responses ------------------------------------------------------------------------------------
 ERROR_TEXT = {400: "Invalid request: the message and `error.param` name the field and the rule.",
               401: "Missing or unknown API key.", 404: "No such generation for this key, or no such route.",
-              405: "Method not allowed on this path.", 409: "Conflict: an Idempotency-Key reused with another "
+              409: "Conflict: an Idempotency-Key reused with another "
               "body, or a cancel of a finished generation.", 413: "Body larger than 32 MB.",
               429: "Rate limit or active-job quota; see Retry-After.",
               503: "No ready engine for this model (or the server is starting); see Retry-After."}
@@ -273,7 +274,7 @@ OPENAI_LINKS = links("video_id", {"retrieve": ("get", "/v1/videos/{video_id}"),
                                   "delete": ("delete", "/v1/videos/{video_id}")})
 
 
-def aiml_operations(create_paths: Iterable[str]) -> dict[tuple[str, str], Operation]:
+def aiml_operations(create_paths: Iterable[str] = CREATE_PATHS) -> dict[tuple[str, str], Operation]:
     generation = json_response("The generation", ref("Generation"), POLL_HEADERS)
     created = {**json_response("Queued", ref("GenerationCreated")), "links": AIML_LINKS}
     ops: dict[tuple[str, str], Operation] = {}
@@ -283,8 +284,7 @@ def aiml_operations(create_paths: Iterable[str]) -> dict[tuple[str, str], Operat
         ops["get", path] = {"responses": {
             "200": json_response("One generation (with generation_id) or a page of the caller's generations",
                                  {"anyOf": [ref("Generation"), ref("GenerationList")]}, POLL_HEADERS),
-            **errors(*AUTHED_READ)}, "enum": {"status": ["queued", "generating", "completed", "failed",
-                                                          "cancelled", "expired"]}}
+            **errors(*AUTHED_READ)}, "enum": {"status": list(LIST_STATUS)}}
     base = "/v2/video/generations/{generation_id}"
     ops["get", base] = {"responses": {"200": generation, **errors(*AUTHED_READ)}}
     for method, path in (("post", base + "/cancel"), ("delete", base)):
@@ -338,9 +338,9 @@ def system_operations() -> dict[tuple[str, str], Operation]:
 
 
 # -- assembling -------------------------------------------------------------------------------------
-def describe(doc: Schema, models: list[str], create_paths: Iterable[str]) -> Schema:
+def describe(doc: Schema, models: list[str]) -> Schema:
     """FastAPI's document with bodies, auth, real errors and media responses filled in."""
-    table = {**aiml_operations(create_paths), **openai_operations(), **system_operations()}
+    table = {**aiml_operations(), **openai_operations(), **system_operations()}
     for path, item in doc.get("paths", {}).items():
         for method, op in item.items():
             # A route not in the table keeps FastAPI's 200 and gets the errors every authed route can give.
@@ -378,14 +378,14 @@ def _apply(op: Operation, described: Operation, public: bool) -> None:
     op["security"] = [] if public else [{BEARER: []}]
 
 
-def install_openapi(app: FastAPI, models: Callable[[], list[str]], create_paths: Iterable[str]) -> None:
-    """Serve the described document at /openapi.json (built on first request, then cached)."""
-    paths = tuple(create_paths)
+def install_openapi(app: FastAPI, models: Callable[[], list[str]]) -> None:
+    """Serve the described document at /openapi.json (built on first request, then cached); `models` gives
+    the routed model ids."""
 
     def build() -> Schema:
         if app.openapi_schema is None:
             doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            app.openapi_schema = describe(doc, models(), paths)
+            app.openapi_schema = describe(doc, models())
         return app.openapi_schema
 
     app.openapi = build  # type: ignore[method-assign]
