@@ -13,6 +13,7 @@ Deterministic by default, so a failure reproduces; `CLIPFORGE_FUZZ_RANDOM=1` exp
 
 from __future__ import annotations
 
+import atexit
 import ipaddress
 import os
 import shutil
@@ -123,8 +124,9 @@ def build_app(home: Path) -> FastAPI:
 
 
 # schemathesis parametrizes at collection, so the app exists then (its lazy `from_fixture` loader does not
-# work with pytest 9); the fixture below removes its directory when the module is done.
+# work with pytest 9: it sets `request.node._nodeid`).
 HOME = Path(tempfile.mkdtemp(prefix="clipforge-fuzz-"))
+atexit.register(shutil.rmtree, HOME, True)  # also when the module's tests are deselected
 APP = build_app(HOME)
 CONFIG = schemathesis.config.SchemathesisConfig.from_dict({
     "auth": {"openapi": {"bearerAuth": {"bearer": KEY}}},  # schemathesis knows when it leaves the key out
@@ -139,7 +141,6 @@ def offline() -> Iterator[None]:
         patch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
         yield
     APP.state.services.store.close()
-    shutil.rmtree(HOME, ignore_errors=True)
 
 
 def register_worker() -> None:
