@@ -126,3 +126,126 @@ def test_bad_last_event_id_is_ignored(live_server: LiveServer, last_id: bytes):
         first = next(line for line in r.iter_lines() if line.startswith("data: "))
     assert '"status": "queued"' in first  # the stream started from the beginning
     other.delete(f"/v1/videos/{gen_id}")
+
+
+# -- text that is not valid Unicode, absurd nesting and numbers, lists and objects for scalars ------------
+
+def post_raw(client: httpx.Client, path: str, raw: str | bytes) -> httpx.Response:
+    return client.post(path, content=raw.encode() if isinstance(raw, str) else raw,
+                       headers={"Content-Type": "application/json"})
+
+
+def assert_refused(r: httpx.Response, field: str, rule: str | None = None) -> None:
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["message"].startswith(field + ":"), body["message"]
+    assert body["error"]["param"] == field and body["statusCode"] == 400
+    if rule is not None:
+        assert body["error"]["code"] == rule, body
+
+
+# JSON text as sent on the wire: `\ud800` is a lone surrogate escape that json.loads accepts.
+SURROGATES = [
+    ("/v2/video/generations", f'{{"model": "{T2V}", "prompt": "red \\ud800 sunset"}}', "prompt"),
+    ("/v2/video/generations", f'{{"model": "{T2V}", "prompt": "x", "negative_prompt": "\\udfff"}}',
+     "negative_prompt"),
+    ("/v2/video/generations", '{"model": "klingai/\\ud83d", "prompt": "x"}', "model"),
+    ("/v2/video/generations", f'{{"model": "{I2V}", "prompt": "x", "image_url": "https://a.example/\\ud800.png"}}',
+     "image_url"),
+    ("/v2/video/generations", f'{{"model": "{T2V}", "prompt": "x", "webhook_events": ["completed", "\\ud800"]}}',
+     "webhook_events.1"),
+    ("/v2/video/generations", f'{{"model": "{T2V}", "prompt": "x", "ignored": {{"deep": "\\ud800"}}}}',
+     "ignored.deep"),
+    ("/v2/video/generations", f'{{"model": "{T2V}", "prompt": "x", "\\ud800": 1}}', "body"),
+    ("/v1/videos", '{"prompt": "red \\ud800 sunset"}', "prompt"),
+    ("/v1/videos", '{"prompt": "x", "input_reference": {"image_url": "data:image/png;base64,\\ud800"}}',
+     "input_reference.image_url"),
+]
+
+
+@pytest.mark.parametrize(("path", "raw", "field"), SURROGATES, ids=[f"{i}-{c[2]}" for i, c in enumerate(SURROGATES)])
+def test_lone_surrogates_are_refused_naming_the_field(client: httpx.Client, path: str, raw: str, field: str):
+    assert_refused(post_raw(client, path, raw), field, "unicode")
+
+
+def test_surrogate_as_raw_bytes_and_in_remix(client: httpx.Client):
+    # CESU-style bytes for U+D800 (json.loads decodes bytes with 'surrogatepass')
+    raw = b'{"model": "' + T2V.encode() + b'", "prompt": "red \xed\xa0\x80 sunset"}'
+    assert_refused(post_raw(client, "/v2/video/generations", raw), "prompt", "unicode")
+    assert_refused(post_raw(client, "/v1/videos/any-id/remix", '{"prompt": "\\ud800"}'), "prompt", "unicode")
+
+
+def test_listings_still_answer_after_surrogate_attempts(client: httpx.Client):
+    post_raw(client, "/v2/video/generations", f'{{"model": "{T2V}", "prompt": "red \\ud800 sunset"}}')
+    post_raw(client, "/v1/videos", '{"prompt": "red \\ud800 sunset", "model": "test/fixed"}')
+    assert client.get("/v2/video/generations").status_code == 200
+    assert client.get("/v1/videos").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/v2/video/generations", "/v1/videos", "/v1/videos/any-id/remix"])
+@pytest.mark.parametrize("depth", [17, 1000, 100_000])
+def test_deeply_nested_json_is_a_clean_400(client: httpx.Client, path: str, depth: int):
+    raw = f'{{"model": "{T2V}", "prompt": "x", "extra": ' + "[" * depth + "]" * depth + "}"
+    assert_refused(post_raw(client, path, raw), "body", "json_depth")
+
+
+def test_nesting_within_the_limit_is_fine(client: httpx.Client):
+    raw = f'{{"model": "{T2V}", "prompt": "x", "extra": ' + "[" * 15 + "]" * 15 + ', "aspect_ratio": "4:3"}'
+    assert_refused(post_raw(client, "/v2/video/generations", raw), "aspect_ratio")  # parsed; the next rule spoke
+
+
+@pytest.mark.parametrize("path", ["/v2/video/generations", "/v1/videos", "/v1/videos/any-id/remix"])
+@pytest.mark.parametrize("where", ["seed", "ignored"])
+def test_huge_integer_literals_are_a_clean_400(client: httpx.Client, path: str, where: str):
+    raw = f'{{"model": "{T2V}", "prompt": "x", "{where}": 1{"0" * 5000}}}'
+    assert_refused(post_raw(client, path, raw), "body", "json_number")
+
+
+def test_long_but_legal_integer_is_judged_by_its_field(client: httpx.Client):
+    r = post_raw(client, "/v2/video/generations", f'{{"model": "{T2V}", "prompt": "x", "seed": 1{"0" * 4000}}}')
+    assert_refused(r, "seed", "range")
+
+
+AIML_SCALARS = ["model", "prompt", "image_url", "tail_image_url", "last_image_url", "duration", "aspect_ratio",
+                "negative_prompt", "cfg_scale", "generate_audio", "seed", "provider", "webhook_url"]
+OPENAI_SCALARS = ["model", "prompt", "seconds", "size", "negative_prompt", "generate_audio", "seed", "webhook_url"]
+SHAPES = {"list": ["16:9"], "object": {"value": "16:9"}, "empty-list": [], "empty-object": {}}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("field", AIML_SCALARS)
+def test_aiml_scalar_given_a_list_or_object(client: httpx.Client, field: str, shape: str):
+    body = {"model": I2V, "prompt": "x", "image_url": GOOD, field: SHAPES[shape]}
+    assert_refused(client.post("/v2/video/generations", json=body), field)
+
+
+@pytest.mark.parametrize("value", [["x"], {"url": "x"}, "", 5])
+def test_an_image_alias_is_checked_even_when_the_other_is_given(client: httpx.Client, value: object):
+    body = {"model": I2V, "prompt": "x", "image_url": GOOD, "tail_image_url": GOOD, "last_image_url": value}
+    assert_refused(client.post("/v2/video/generations", json=body), "last_image_url", "type")
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("field", OPENAI_SCALARS)
+def test_openai_scalar_given_a_list_or_object(client: httpx.Client, field: str, shape: str):
+    body = {"model": "test/fixed", "prompt": "x", field: SHAPES[shape]}
+    assert_refused(client.post("/v1/videos", json=body), field)
+
+
+@pytest.mark.parametrize("value", [["https://a.example/a.png"], {"image_url": ["x"]}, 5, True])
+def test_openai_input_reference_of_the_wrong_shape(client: httpx.Client, value: object):
+    r = client.post("/v1/videos", json={"model": "test/fixed", "prompt": "x", "input_reference": value})
+    assert_refused(r, "input_reference")
+
+
+def test_an_empty_idempotency_key_is_no_key(client: httpx.Client):
+    # it was stored as the key "" and the second create hit the store's unique index (a 500)
+    body = {"model": T2V, "prompt": "x", "aspect_ratio": "1:1"}
+    ids = []
+    for _ in range(2):
+        r = client.post("/v2/video/generations", json=body, headers={"Idempotency-Key": ""})
+        assert r.status_code == 200, r.text
+        ids.append(r.json()["id"])
+    assert ids[0] != ids[1]
+    for job_id in ids:
+        client.delete(f"/v2/video/generations/{job_id}")

@@ -45,8 +45,9 @@ def test_defaults_model_seconds_and_size(client: httpx.Client):
 
 
 @pytest.mark.parametrize("fields, param, words", [
-    ({"seconds": "4"}, "seconds", '"5" or "10"'),
-    ({"seconds": "12"}, "seconds", '"5" or "10"'),
+    ({"seconds": "6"}, "seconds", '"4", "5", "8", "10" or "12"'),
+    ({"seconds": "4.5"}, "seconds", "got '4.5'"),
+    ({"seconds": "16"}, "seconds", '"4", "5", "8", "10" or "12"'),
     ({"seconds": "five"}, "seconds", "got 'five'"),
     ({"size": "1280*720"}, "size", "WIDTHxHEIGHT"),
     ({"size": "1281x720"}, "size", "even"),

@@ -122,10 +122,38 @@ def test_delete_removes_record_and_media(oai: openai.OpenAI, live_server: LiveSe
         oai.videos.delete(video.id)
 
 
+def test_sdk_seconds_four_renders_exactly_four_seconds(oai: openai.OpenAI, tmp_path: Path):
+    # the SDK's own value, through the preview engine (the packaged default engine), unchanged SDK call
+    video = oai.videos.create_and_poll(prompt="a lighthouse at dusk, waves", seconds="4", size="512x288",
+                                       model="klingai/video-v2-6-pro-text-to-video", poll_interval_ms=100)
+    assert video.status == "completed", video.error
+    assert video.seconds == "4" and video.size == "512x288"
+    path = tmp_path / "four.mp4"
+    oai.videos.download_content(video.id).write_to_file(path)
+    info = probe(path)
+    assert (info.video.width, info.video.height) == (512, 288) and info.video.frames == 96
+    assert info.format_duration == pytest.approx(4.0, abs=1 / 24)
+    assert info.audio.duration == pytest.approx(4.0, abs=1 / 24)
+
+
+@pytest.mark.parametrize("seconds", ["4", "8", "12", "5", "10"])
+def test_sdk_seconds_values_are_accepted(oai: openai.OpenAI, seconds: str):
+    video = oai.videos.create(prompt="lengths", model="test/fixed", seconds=seconds, size="256x256")
+    assert video.seconds == seconds and video.status == "queued"
+    oai.videos.delete(video.id)  # only acceptance is checked here; lengths are rendered elsewhere
+
+
+@pytest.mark.parametrize("size", ["720x1280", "1280x720", "1024x1792", "1792x1024"])
+def test_sdk_sora_sizes_are_accepted(oai: openai.OpenAI, size: str):
+    video = oai.videos.create(prompt="sizes", model="test/fixed", seconds="4", size=size)
+    assert video.size == size and video.seconds == "4"
+    oai.videos.delete(video.id)
+
+
 def test_sdk_errors(oai: openai.OpenAI):
     with pytest.raises(openai.BadRequestError) as exc:
-        oai.videos.create(prompt="x", model="test/fixed", seconds="4")
-    assert '"5" or "10"' in exc.value.message and exc.value.body["param"] == "seconds"
+        oai.videos.create(prompt="x", model="test/fixed", seconds="6")
+    assert '"4", "5", "8", "10" or "12"' in exc.value.message and exc.value.body["param"] == "seconds"
     with pytest.raises(openai.BadRequestError) as exc:
         oai.videos.create(prompt="x", model="test/fixed", size="1280x500")
     assert "aspect ratio" in exc.value.message

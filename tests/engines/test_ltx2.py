@@ -64,6 +64,7 @@ def run(engine: LTX2Engine, req: EngineRequest, on_step=None):
 def test_frames_land_on_the_8k_plus_1_grid():
     assert frames_on_grid(120) == 121 and frames_on_grid(240) == 241 and frames_on_grid(121) == 121
     assert frames_on_grid(1) == 1 and frames_on_grid(9) == 9 and frames_on_grid(10) == 17
+    assert [frames_on_grid(s * 24) for s in (4, 8, 12)] == [97, 193, 289]  # the OpenAI dialect's lengths
 
 
 def test_model_size_keeps_aspect_divisible_and_within_budget():

@@ -44,14 +44,16 @@ async def json_body(request: Request) -> dict[str, Any]:
 
 
 def image_input(body: dict[str, Any], *fields: str) -> ImageInput | None:
+    """The image in the first of `fields` (aliases) given; every one given must be a non-empty string."""
+    found = None
     for field in fields:
         value = body.get(field)
         if value is None:
             continue
         if not isinstance(value, str) or not value.strip():
             raise InvalidInput(field, f"{field}: must be an http(s) URL, a data: URI or base64 image data", "type")
-        return ImageInput(field, ref=value.strip())
-    return None
+        found = found or ImageInput(field, ref=value.strip())
+    return found
 
 
 def parse_create(body: dict[str, Any], owner: str) -> Submission:
@@ -59,6 +61,7 @@ def parse_create(body: dict[str, Any], owner: str) -> Submission:
     if unknown:
         log.debug("ignoring unknown fields: %s", ", ".join(sorted(unknown)))
     model = params.text(body, "model", required=True, max_chars=200)
+    params.text(body, "provider", required=False, max_chars=200)  # accepted and unused, but still text
     image = image_input(body, "image_url")
     tail = image_input(body, "tail_image_url", "last_image_url")
     if tail is not None and image is None:
@@ -244,7 +247,9 @@ async def poll_by_path(generation_id: str, request: Request, response: Response,
 
 
 def attach_router(app: FastAPI) -> None:
+    aliases = APIRouter(tags=["aiml"])  # per app: the module's router must not grow with every app made
     for path in CREATE_PATHS:
-        router.add_api_route(path, create_generation, methods=["POST"])
-        router.add_api_route(path, poll_by_query, methods=["GET"])
+        aliases.add_api_route(path, create_generation, methods=["POST"])
+        aliases.add_api_route(path, poll_by_query, methods=["GET"])
     app.include_router(router)
+    app.include_router(aliases)

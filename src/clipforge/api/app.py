@@ -11,6 +11,7 @@ from clipforge.api.auth import KeyRing
 from clipforge.api.errors import install_error_handlers
 from clipforge.api.limits import RateLimiter
 from clipforge.api.middleware import RequestContext
+from clipforge.api.openapi import install_openapi
 from clipforge.api.services import Services
 from clipforge.api.submit import Submitter
 from clipforge.core.keys import load_policies
@@ -41,6 +42,7 @@ def create_app(settings: Settings, store: JobStore | None = None, artifacts: Art
     install_error_handlers(app)
     for surface in (system, aiml, openai, playground, docs, metrics, webhooks):
         surface.attach_router(app)
+    install_openapi(app, lambda: list(routing.models))
     app.add_middleware(metrics.LogContext)  # inside RequestContext: the request id is set by then
     app.add_middleware(RequestContext, max_body=MAX_BODY)
     return app

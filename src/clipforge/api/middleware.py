@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -57,9 +58,10 @@ class RequestContext:
 
     async def _too_large(self, scope: Scope, send: Send, request_id: str) -> None:
         message = f"body: request body is larger than {self.max_body // (1024 * 1024)} MB"
+        timestamp = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
         body = json.dumps({"statusCode": 413, "message": message, "path": scope["path"], "requestId": request_id,
-                           "error": {"message": message, "type": "invalid_request_error", "param": "body",
-                                     "code": "too_large"}}).encode()
+                           "timestamp": timestamp, "error": {"message": message, "type": "invalid_request_error",
+                                                             "param": "body", "code": "too_large"}}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode())]})
         await send({"type": "http.response.body", "body": body})

@@ -3,8 +3,8 @@
 Jobs live in the one job store, so a video made here is a generation in the AIML dialect and back.
 What clipforge cannot render is refused with a 400 that names the field and the allowed values:
 
-- `seconds`: "5" or "10" (clipforge renders 5 or 10 second clips); omitted: "5". OpenAI's
-  "4", "8" and "12" are refused rather than silently changed.
+- `seconds`: "4", "8" or "12" (the values the openai SDK sends) or "5" or "10" (the AIML dialect's);
+  the clip is exactly that long; omitted: "5". Anything else is refused rather than silently changed.
 - `size`: "WxH" with even sides of 256..1920 px and an aspect between 1:2.5 and 2.5:1 (OpenAI's
   720x1280, 1280x720, 1024x1792 and 1792x1024 all qualify); omitted: the input image's own size
   (long side capped at 1920) with `input_reference`, else 1920x1080.
@@ -31,7 +31,7 @@ from clipforge.core.capabilities import OPENAI_FIELD_NAMES
 from clipforge.core.errors import Conflict, InvalidInput, NotFound
 from clipforge.core.job import Job, JobStatus
 from clipforge.core.keys import KeyPolicy
-from clipforge.core.spec import DURATIONS, GenerationSpec, output_size
+from clipforge.core.spec import DURATIONS, OPENAI_DURATIONS, GenerationSpec, output_size
 from clipforge.inputs.fetch import load_image
 from clipforge.inputs.images import CheckedImage, check_image_bytes
 from clipforge.jobs.rows import CANCELLED_ERROR
@@ -39,7 +39,7 @@ from clipforge.jobs.rows import CANCELLED_ERROR
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "sora-2"
-SECONDS = tuple(str(d) for d in DURATIONS)
+SECONDS = tuple(str(d) for d in OPENAI_DURATIONS)
 MIN_SIDE, MAX_SIDE, MAX_ASPECT = 256, 1920, 2.5
 POLL_AFTER_MS = 1000
 MAX_FORM_PART = 16 * 1024 * 1024  # a data: URI of a 10 MB image in a form field
@@ -59,7 +59,7 @@ def seconds(value: Any) -> int:
         return DURATIONS[0]
     text = str(value).strip()
     if isinstance(value, bool) or text not in SECONDS:
-        allowed = " or ".join(f'"{s}"' for s in SECONDS)
+        allowed = ", ".join(f'"{s}"' for s in SECONDS[:-1]) + f' or "{SECONDS[-1]}"'
         raise InvalidInput("seconds", f"seconds: must be {allowed} (clipforge renders clips of exactly those "
                            f"lengths); got {value!r}", "seconds")
     return int(text)
@@ -92,6 +92,7 @@ async def create_body(request: Request) -> dict[str, Any]:
         nested = {k[len(FIELD) + 1:-1]: v for k, v in form.items() if k.startswith(FIELD + "[") and k.endswith("]")}
         if nested and FIELD not in body:
             body[FIELD] = nested
+        params.check_body(body)
         return body
     return await json_object(request)
 

@@ -1,10 +1,17 @@
-"""Parsing of generation parameters, shared by both dialects. Every refusal names its field."""
+"""Parsing of generation parameters, shared by both dialects. Every refusal names its field.
+
+Request bodies pass `check_body` first (JSON and forms alike): it bounds nesting depth and refuses
+text that is not valid Unicode (a lone surrogate such as `"\\ud800"` parses as JSON but cannot be
+stored or sent back as UTF-8), naming the field it found it in. Field-level rules for text (length,
+emptiness, and any rule about which characters a text may hold) live in `text`.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 import secrets
+from collections.abc import Iterator
 from typing import Any
 
 from clipforge.core.errors import InvalidInput
@@ -12,6 +19,8 @@ from clipforge.core.spec import ASPECT_RATIOS, DURATIONS, MAX_PROMPT_CHARS
 
 MAX_SEED = 2**32 - 1
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+MAX_JSON_DEPTH = 16  # the deepest a create body needs is 2 (input_reference.image_url, webhook_events[i])
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def json_object(raw: bytes, expected: str) -> dict[str, Any]:
@@ -20,9 +29,47 @@ def json_object(raw: bytes, expected: str) -> dict[str, Any]:
         body = json.loads(raw or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput("body", f"body: is not valid JSON ({exc})", "json") from None
+    except RecursionError:
+        raise InvalidInput("body", f"body: is nested too deeply; at most {MAX_JSON_DEPTH} levels are allowed",
+                           "json_depth") from None
+    except ValueError:  # an integer literal longer than Python's int_max_str_digits (4300)
+        raise InvalidInput("body", "body: holds a number with too many digits to be a valid value",
+                           "json_number") from None
     if not isinstance(body, dict):
         raise InvalidInput("body", f"body: must be {expected}", "json")
+    check_body(body)
     return body
+
+
+def check_body(body: dict[str, Any]) -> None:
+    """Refuse a body nested deeper than MAX_JSON_DEPTH or holding text that is not valid Unicode.
+
+    Runs over every value, known field or not (an ignored field is still logged and hashed); the
+    refusal names the field, e.g. `webhook_events.1`.
+    """
+    for path, depth, value in _walk(body):
+        if depth > MAX_JSON_DEPTH:
+            raise InvalidInput("body", f"body: is nested too deeply; at most {MAX_JSON_DEPTH} levels are allowed",
+                               "json_depth")
+        if isinstance(value, str) and _SURROGATE.search(value):
+            field = path or "body"
+            raise InvalidInput(field, f"{field}: is not valid Unicode text (it holds a lone surrogate code point "
+                               f"such as \\ud800); send UTF-8 text", "unicode")
+
+
+def _walk(body: dict[str, Any]) -> Iterator[tuple[str, int, Any]]:
+    """(dotted path, depth, value) for every key and value, iteratively (no recursion to exhaust)."""
+    stack: list[tuple[str, int, Any]] = [("", 0, body)]
+    while stack:
+        path, depth, value = stack.pop()
+        yield path, depth, value
+        if isinstance(value, dict):
+            for key, item in value.items():
+                key_text = str(key)
+                yield path or "body", depth, key_text  # a key is checked as text of its parent
+                stack.append((f"{path}.{key_text}" if path else key_text, depth + 1, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{i}" if path else str(i), depth + 1, item) for i, item in enumerate(value))
 
 
 def text(body: dict[str, Any], field: str, *, required: bool, max_chars: int = MAX_PROMPT_CHARS) -> str | None:
@@ -69,7 +116,7 @@ def duration(value: Any, field: str = "duration", allowed: tuple[int, ...] = DUR
 def aspect_ratio(value: Any, field: str = "aspect_ratio") -> str | None:
     if value is None:
         return None
-    if value not in ASPECT_RATIOS:
+    if not isinstance(value, str) or value not in ASPECT_RATIOS:
         raise InvalidInput(field, f"{field}: must be one of {', '.join(ASPECT_RATIOS)}, got {value!r}",
                            "aspect_ratio")
     return value

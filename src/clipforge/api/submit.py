@@ -127,6 +127,7 @@ class Submitter:
 
     async def submit(self, sub: Submission) -> tuple[Job, bool]:
         """Validate, store inputs and enqueue; returns (job, created)."""
+        sub.idempotency_key = (sub.idempotency_key or "").strip() or None  # an empty Idempotency-Key is none
         earlier = self._replay(sub)
         if earlier is not None:
             return earlier, False

@@ -84,6 +84,8 @@ async def media(key: str, svc: Services = Depends(services)) -> Response:
 
 
 def attach_router(app: FastAPI) -> None:
-    router.add_api_route("/v1/models", list_models, methods=["GET"])
-    router.add_api_route("/models", list_models, methods=["GET"])
+    models = APIRouter(tags=["system"])  # per app: the module's router must not grow with every app made
+    models.add_api_route("/v1/models", list_models, methods=["GET"])
+    models.add_api_route("/models", list_models, methods=["GET"])
     app.include_router(router)
+    app.include_router(models)

@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 FPS = 24
-DURATIONS = (5, 10)
+DURATIONS = (5, 10)  # the AIML dialect's (Kling's) clip lengths, seconds
+OPENAI_DURATIONS = (4, 5, 8, 10, 12)  # the OpenAI dialect's: the SDK's 4/8/12 and the AIML 5/10
 ASPECT_RATIOS = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1)}
 T2V_SIZES = {"16:9": (1920, 1080), "9:16": (1080, 1920), "1:1": (1080, 1080)}
 MAX_LONG_SIDE = 1920
