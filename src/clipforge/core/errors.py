@@ -9,6 +9,7 @@ ClipforgeError
  ├── ConfigError         a setting or config file is wrong (CLI: one `Error:` line at start-up)
  ├── Cancelled           raised inside an engine when its job's cancel flag is set
  └── EngineError         an engine failed; the message is shown to the user
+      └── OutOfMemory     the accelerator ran out of memory; the message says what to change
 
 HTTP status codes appear only in the api layer.
 """
@@ -58,3 +59,7 @@ class Cancelled(ClipforgeError):
 
 class EngineError(ClipforgeError):
     pass
+
+
+class OutOfMemory(EngineError):
+    """An engine ran out of (GPU) memory; the message names the settings that would make it fit."""
