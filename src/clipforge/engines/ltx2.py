@@ -116,20 +116,23 @@ def frames_on_grid(num_frames: int, temporal_ratio: int = 8) -> int:
 
 
 def model_size(width: int, height: int, max_pixels: int, multiple: int) -> tuple[int, int]:
-    """A (width, height) with the output's aspect ratio, sides divisible by `multiple`, about
-    min(max_pixels, width*height) pixels and never above `max_pixels`."""
+    """The (width, height) the model runs at: sides divisible by `multiple`, at most
+    max(min(max_pixels, width*height), multiple**2) pixels, chosen for the most pixels that survive
+    cropping to the output's aspect, counted twice (a crop costs pixels and field of view): the
+    output is cut from it by `_to_output`, never stretched."""
     aspect = width / height
-    pixels = max(min(max_pixels, width * height), multiple * multiple)
-    w = max(multiple, int(math.sqrt(pixels * aspect) / multiple + 0.5) * multiple)
-    h = max(multiple, int(math.sqrt(pixels / aspect) / multiple + 0.5) * multiple)
-    while w * h > max(max_pixels, multiple * multiple):
-        if w / h > aspect and w > multiple:
-            w -= multiple
-        elif h > multiple:
-            h -= multiple
-        else:
-            w -= multiple
-    return w, h
+    limit = max(min(max_pixels, width * height), multiple * multiple)
+    best, best_score = (multiple, multiple), -1.0
+    for h in range(multiple, limit // multiple + 1, multiple):
+        low = max(multiple, int(h * aspect / multiple) * multiple)
+        for w in {max(multiple, low - multiple), low, low + multiple}:
+            if w * h > limit:
+                continue
+            kept = min(w / h / aspect, aspect * h / w)
+            score = w * h * kept * kept
+            if score > best_score + 1e-9:
+                best, best_score = (w, h), score
+    return best
 
 
 def guidance_for(cfg_scale: float, recommended: float) -> float:
