@@ -380,3 +380,34 @@ def test_negative_prompt_is_encoded_once_per_process(tiny_ltx2):
         run(eng, request(seed=9))
     assert after_reload[0] == 1
     eng.unload()
+
+
+# ----------------------------------------------------------------------------- VAE temporal tiling
+
+
+def test_temporal_tiling_keeps_frames_aligned_with_the_untiled_decode(tiny_ltx2):
+    from clipforge.engines.ltx2_tiny import tiny_components
+    from clipforge.engines.ltx2_vae import aligned_temporal_tiled_decode
+
+    vae = tiny_components()["vae"]
+    torch.manual_seed(0)
+    z = torch.randn(1, 8, 16, 2, 2)
+    with torch.inference_mode():
+        untiled = vae.decode(z, return_dict=False)[0]
+        vae.use_framewise_decoding = True
+        vae.tile_sample_min_num_frames, vae.tile_sample_stride_num_frames = 96, 64
+        tiled = aligned_temporal_tiled_decode(vae, z, None, return_dict=False)[0]
+    assert tiled.shape == untiled.shape == (1, 3, 121, 64, 64)
+
+    def mean_diff(k: slice, shift: int = 0) -> float:
+        idx = range(k.start, k.stop)
+        return float((tiled[:, :, list(idx)] - untiled[:, :, [i + shift for i in idx]]).abs().mean() * 127.5)
+
+    after_boundary = slice(100, 121)  # the second tile alone: diffusers' decode has frame k-1 there
+    assert mean_diff(after_boundary) < 1.0 < 20.0 < mean_diff(after_boundary, -1)
+    assert mean_diff(slice(0, 121)) < 4.0  # diffusers' own temporal tiling: 14/255 with these tiles
+
+    eng = loaded(tiny_ltx2, vae_temporal_tiling=True)
+    vae = eng._pipes["t2v"].vae
+    assert vae.use_framewise_decoding and vae._temporal_tiled_decode.__func__ is aligned_temporal_tiled_decode
+    eng.unload()

@@ -461,8 +461,10 @@ class LTX2Engine(Engine):
         self._place(torch)
         if c.get("vae_tiling", self.device.type == "cuda"):
             i2v.vae.enable_tiling()
-        if c.get("vae_temporal_tiling", False):
-            i2v.vae.use_framewise_encoding = i2v.vae.use_framewise_decoding = True
+        if c.get("vae_temporal_tiling", False):  # experimental: see engines/ltx2_vae.py
+            from clipforge.engines.ltx2_vae import enable_temporal_tiling
+
+            enable_temporal_tiling(i2v.vae)
         if c.get("compile", False):
             i2v.transformer.compile_repeated_blocks(fullgraph=bool(c.get("compile_fullgraph", False)))
         self.load_seconds = time.perf_counter() - started
