@@ -552,11 +552,12 @@ class LTX2Engine(Engine):
             module.eval().requires_grad_(False)
 
     def _oom_message(self, doing: str, detail: str) -> str:
-        advice = {"none": 'set offload = "model" (or text_encoder_device = "cpu")',
-                  "model": 'set offload = "group" or "sequential", or text_encoder_device = "cpu"',
-                  }.get(getattr(self, "_offload", self.offload), "lower max_pixels")
-        return (f"The GPU ran out of memory while {doing} ({detail}). Try a shorter clip or a smaller size, "
-                f"or ask the operator to {advice} or lower max_pixels in [engines.ltx2] (see docs/ltx2.md).")
+        offload = getattr(self, "_offload", self.offload)
+        advice = {"none": 'set offload = "model" or text_encoder_device = "cpu", or lower max_pixels',
+                  "model": 'set offload = "group" or "sequential" or text_encoder_device = "cpu", or lower '
+                           'max_pixels'}.get(offload, "lower max_pixels")
+        return (f"The GPU ran out of memory while {doing} ({detail}; offload = {offload!r}). Try a shorter "
+                f"clip or a smaller size, or ask the operator to {advice} in [engines.ltx2] (see docs/ltx2.md).")
 
     def release_memory(self) -> None:
         """After a failed job: collect garbage and return cached CUDA blocks; the weights stay loaded."""
