@@ -204,7 +204,7 @@ def test_fast_preset_uses_distilled_sigmas(tiny_ltx2):
 def test_text_encoder_on_its_own_device_gives_the_same_clip(tiny_ltx2, engine):
     # "cpu:0" is a different torch.device from "cpu": this takes the split path (Gemma outside the
     # pipelines, embeddings moved over), as text_encoder_device = "cpu" does next to a CUDA pipeline.
-    eng = LTX2Engine(tiny_engine_config(tiny_ltx2, two_stage=False, text_encoder_device="cpu:0"))
+    eng = LTX2Engine(tiny_engine_config(tiny_ltx2, two_stage=False, text_encoder_device="cpu:0", guidance="cheap"))
     eng.load()
     assert eng._pipes["t2v"].text_encoder is None and eng._text_pipe is not None
     out, frames, _ = run(eng, request(seed=4))

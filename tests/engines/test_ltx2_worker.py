@@ -97,7 +97,8 @@ def test_no_audio_job_has_no_audio_stream(env):
 
 
 def test_cancel_mid_run_ends_the_job_within_a_step(tiny_ltx2, tmp_path):
-    store, _, worker = make_worker(tmp_path, tiny_engine_config(tiny_ltx2, two_stage=False, steps=60))
+    store, _, worker = make_worker(tmp_path, tiny_engine_config(tiny_ltx2, two_stage=False, steps=60,
+                                                                guidance="cheap"))  # one forward per step
     engine = worker.runner.engine("ltx2")
     transformer = engine._pipes["t2v"].transformer
     forwards = [0]
