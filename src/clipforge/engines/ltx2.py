@@ -66,6 +66,7 @@ import logging
 import math
 import os
 import re
+import sys
 import time
 import traceback
 from collections import OrderedDict
@@ -562,9 +563,8 @@ class LTX2Engine(Engine):
     def release_memory(self) -> None:
         """After a failed job: collect garbage and return cached CUDA blocks; the weights stay loaded."""
         gc.collect()
-        if importlib.util.find_spec("torch") is not None:
-            import torch
-
+        torch = sys.modules.get("torch")  # never imported: nothing of ours to free, and no import cost
+        if torch is not None:
             torch.cuda.empty_cache()  # a no-op when CUDA was never initialised
 
     def _activate(self, pipe: Any) -> None:
