@@ -28,7 +28,8 @@ def main() -> None:
 
     import numpy as np
     import torch
-    from diffusers import LTX2ImageToVideoPipeline, LTX2Pipeline
+    from diffusers import LTX2ConditionPipeline, LTX2Pipeline
+    from diffusers.pipelines.ltx2 import LTX2VideoCondition
     from diffusers.pipelines.ltx2.utils import DEFAULT_NEGATIVE_PROMPT
     from PIL import Image
 
@@ -42,13 +43,15 @@ def main() -> None:
     size, prompt, seed = args.size, "a robot dancing in the rain, camera slowly pans", 7
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8))
 
+    # The bare call's guidance: CFG 4 on both modalities, no STG / modality / rescale.
     engine = LTX2Engine(tiny_engine_config(model, two_stage=False, steps=args.steps, max_pixels=size * size,
-                                           image_crf=0))
+                                           image_crf=0, guidance="cheap", guidance_scale=4.0,
+                                           audio_guidance_scale=4.0, guidance_rescale=0.0))
     engine.load()
     spec = GenerationSpec(prompt=prompt, seed=seed, image="x" if args.mode == "i2v" else None)
     req = EngineRequest(spec, size, size, image=image if args.mode == "i2v" else None)
 
-    cls = LTX2ImageToVideoPipeline if args.mode == "i2v" else LTX2Pipeline
+    cls = LTX2ConditionPipeline if args.mode == "i2v" else LTX2Pipeline
     bare = cls.from_pretrained(str(model), dtype=torch.float32, local_files_only=True)
     bare.set_progress_bar_config(disable=True)
     bare_kwargs = dict(
@@ -58,7 +61,7 @@ def main() -> None:
         audio_guidance_rescale=0.0, spatio_temporal_guidance_blocks=None, use_cross_timestep=False,
         max_sequence_length=32, output_type="np", return_dict=False)
     if args.mode == "i2v":
-        bare_kwargs.update(image=image, image_crf=0)
+        bare_kwargs.update(conditions=[LTX2VideoCondition(frames=image, index=0, strength=1.0, crf=0)])
 
     def run_engine() -> float:
         t0 = time.perf_counter()

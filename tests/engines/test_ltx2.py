@@ -68,8 +68,9 @@ def test_frames_land_on_the_8k_plus_1_grid():
 
 
 def test_model_size_keeps_aspect_divisible_and_within_budget():
-    assert model_size(1920, 1080, 1280 * 720, 32) == (1280, 704)  # 720 is not a multiple of 32
+    assert model_size(1920, 1080, 1280 * 720, 32) == (1248, 704)  # 720 is not a multiple of 32
     assert model_size(1920, 1080, 1280 * 720, 64) == (1280, 704)
+    assert model_size(1920, 800, 1280 * 720, 64) == (1408, 576)  # 1.9 % to crop, not 6.5 %
     w, h = model_size(1080, 1920, 1280 * 720, 64)
     assert (w % 64, h % 64) == (0, 0) and w * h <= 1280 * 720 and h > w
     assert model_size(1080, 1080, 1280 * 720, 32) == (960, 960)
@@ -195,7 +196,8 @@ def test_fast_preset_uses_distilled_sigmas(tiny_ltx2):
         handle.remove()
     expected = [1000 * s for s in DISTILLED_SIGMA_VALUES + STAGE_2_DISTILLED_SIGMA_VALUES]
     np.testing.assert_allclose(timesteps, expected, rtol=1e-5)  # the distilled sigmas, unshifted
-    assert out.info["preset"] == "fast" and out.info["steps"] == [8, 3] and out.info["guidance"] == [1.0, 1.0]
+    assert out.info["preset"] == "fast" and out.info["steps"] == [8, 3]
+    assert out.info["guidance_scales"] == [1.0, 1.0] and out.info["transformer_passes"] == [1, 1]
     assert len(frames) == 120 and steps[-1][:2] == (11, 11)
     eng.unload()
 
@@ -203,7 +205,7 @@ def test_fast_preset_uses_distilled_sigmas(tiny_ltx2):
 def test_text_encoder_on_its_own_device_gives_the_same_clip(tiny_ltx2, engine):
     # "cpu:0" is a different torch.device from "cpu": this takes the split path (Gemma outside the
     # pipelines, embeddings moved over), as text_encoder_device = "cpu" does next to a CUDA pipeline.
-    eng = LTX2Engine(tiny_engine_config(tiny_ltx2, two_stage=False, text_encoder_device="cpu:0"))
+    eng = LTX2Engine(tiny_engine_config(tiny_ltx2, two_stage=False, text_encoder_device="cpu:0", guidance="cheap"))
     eng.load()
     assert eng._pipes["t2v"].text_encoder is None and eng._text_pipe is not None
     out, frames, _ = run(eng, request(seed=4))
@@ -257,24 +259,30 @@ def test_readiness_imports_no_torch(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent)
 
 
-def test_engine_output_equals_a_bare_diffusers_call(tiny_ltx2, engine):
-    """Same seed, same settings: the engine's frames and audio are the pipeline's own output."""
+def test_engine_output_equals_a_bare_diffusers_call_with_the_reference_guidance(tiny_ltx2):
+    """Same seed, same settings: the engine's frames and audio are the pipeline's own output, with
+    LTX-2.0's reference guidance (video CFG 3, audio CFG 7, STG 1, modality 3, rescale 0.7; the tiny
+    transformer has 2 blocks, so STG perturbs block 1 instead of 29)."""
     import torch
     from diffusers import LTX2Pipeline
     from diffusers.pipelines.ltx2.utils import DEFAULT_NEGATIVE_PROMPT
 
+    eng = LTX2Engine(tiny_engine_config(tiny_ltx2, two_stage=False, stg_blocks=[1]))
+    eng.load()
     pipe = LTX2Pipeline.from_pretrained(str(tiny_ltx2), dtype=torch.float32, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
     video, audio = pipe(
         prompt="a cat on the street", negative_prompt=DEFAULT_NEGATIVE_PROMPT, width=64, height=64,
-        num_frames=121, frame_rate=24.0, num_inference_steps=4, guidance_scale=4.0, audio_guidance_scale=4.0,
-        stg_scale=0.0, audio_stg_scale=0.0, modality_scale=1.0, audio_modality_scale=1.0, guidance_rescale=0.0,
-        audio_guidance_rescale=0.0, spatio_temporal_guidance_blocks=None, use_cross_timestep=False,
+        num_frames=121, frame_rate=24.0, num_inference_steps=4, guidance_scale=3.0, audio_guidance_scale=7.0,
+        stg_scale=1.0, audio_stg_scale=1.0, modality_scale=3.0, audio_modality_scale=3.0, guidance_rescale=0.7,
+        audio_guidance_rescale=0.7, spatio_temporal_guidance_blocks=[1], use_cross_timestep=False,
         max_sequence_length=32, generator=torch.Generator().manual_seed(9), output_type="pt", return_dict=False)
     bare = (video[0] * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()[:120]
-    out, frames, _ = run(engine, request(width=64, height=64, prompt="a cat on the street", seed=9))
+    out, frames, _ = run(eng, request(width=64, height=64, prompt="a cat on the street", seed=9))
+    assert out.info["guidance"] == "reference" and out.info["transformer_passes"] == [4]
     assert np.array_equal(np.stack(frames), bare)
     assert np.array_equal(out.audio, audio[0].numpy())
+    eng.unload()
 
 
 def test_selftest_reports_ok(tiny_ltx2, tmp_path):

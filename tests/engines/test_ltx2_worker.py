@@ -38,7 +38,7 @@ def make_worker(tmp_path: Path, ltx2_config: dict) -> tuple[MemoryJobStore, Loca
 @pytest.fixture(scope="module")
 def env(tiny_ltx2: Path, tmp_path_factory: pytest.TempPathFactory):
     store, artifacts, worker = make_worker(tmp_path_factory.mktemp("worker"),
-                                           tiny_engine_config(tiny_ltx2, two_stage=True))
+                                           tiny_engine_config(tiny_ltx2, two_stage=True, guidance="cheap"))
     yield store, artifacts, worker
     worker.runner.unload()
 
@@ -97,7 +97,8 @@ def test_no_audio_job_has_no_audio_stream(env):
 
 
 def test_cancel_mid_run_ends_the_job_within_a_step(tiny_ltx2, tmp_path):
-    store, _, worker = make_worker(tmp_path, tiny_engine_config(tiny_ltx2, two_stage=False, steps=60))
+    store, _, worker = make_worker(tmp_path, tiny_engine_config(tiny_ltx2, two_stage=False, steps=60,
+                                                                guidance="cheap"))  # one forward per step
     engine = worker.runner.engine("ltx2")
     transformer = engine._pipes["t2v"].transformer
     forwards = [0]
@@ -135,3 +136,31 @@ def test_missing_weights_make_the_model_not_ready(tmp_path):
     ready = worker.readiness["ltx2"]
     assert not ready.ready and str(missing) in ready.reason
     assert worker.ready_engines == []
+
+
+def test_cuda_oom_fails_the_job_as_out_of_memory_and_the_worker_takes_the_next(env, monkeypatch):
+    import torch
+
+    store, artifacts, worker = env
+    emptied: list[int] = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(1))
+    transformer = worker.runner.engine("ltx2")._pipes["t2v"].transformer
+    raised: list[int] = []
+
+    def oom_once(module, args):
+        if not raised:
+            raised.append(1)
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 12.00 GiB")
+
+    handle = transformer.register_forward_pre_hook(oom_once)
+    try:
+        failed, next_job = submit(store, size=(64, 64), seed=1), submit(store, size=(64, 64), seed=2)
+        assert worker.run_once() and worker.run_once()
+    finally:
+        handle.remove()
+    done = store.get(failed.id)
+    assert done.status == JobStatus.FAILED and done.error["name"] == "OutOfMemory"
+    assert "offload" in done.error["message"] and "12.00 GiB" in done.error["message"]
+    assert len(emptied) >= 2  # by the engine as the error left it, and by the worker after the job
+    assert store.get(next_job.id).status == JobStatus.COMPLETED
+

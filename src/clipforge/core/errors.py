@@ -12,6 +12,7 @@ ClipforgeError
  └── EngineError         an engine failed; the message is shown to the user
       └── EngineUnavailable  a transient failure (a hosted provider down or rate limiting past its
                              retries): the job fails over to the next engine of its model's route
+      └── OutOfMemory     the accelerator ran out of memory; the message says what to change
 
 HTTP status codes appear only in the api layer.
 """
@@ -75,3 +76,5 @@ class EngineError(ClipforgeError):
 class EngineUnavailable(EngineError):
     """A transient engine failure: the worker hands the job to the next engine in the model's route,
     if one is ready; otherwise the job fails with this message."""
+class OutOfMemory(EngineError):
+    """An engine ran out of (GPU) memory; the message names the settings that would make it fit."""

@@ -109,3 +109,6 @@ class Engine(abc.ABC):
 
     def unload(self) -> None:  # noqa: B027 - optional hook
         """Free memory."""
+
+    def release_memory(self) -> None:  # noqa: B027 - optional hook
+        """After a failed job: free what it left behind (e.g. the CUDA cache); stay loaded."""

@@ -1,46 +1,56 @@
 """LTX-2 (Lightricks): joint video + audio generation through diffusers' LTX-2 pipelines.
 
-One set of weights serves three pipelines that share their components (`from_pipe`):
-`LTX2Pipeline` (text-to-video), `LTX2ImageToVideoPipeline` (first frame) and
-`LTX2ConditionPipeline` (first + last frame). With a latent upsampler, generation is two-stage as
-diffusers' LTX-2 docs describe: stage 1 at half the model size, x2 latent upsampling, then a
-3-step distilled refine at full size (re-noised to the first stage-2 sigma).
+One set of weights serves two pipelines that share their components (`from_pipe`): `LTX2Pipeline`
+(text-to-video) and `PixelConditionPipeline` (`engines/ltx2_conditions.py`: diffusers'
+`LTX2ConditionPipeline` with keyframes on pixel frames) for first frame and first + last frame.
+With a latent upsampler and distilled weights (checkpoint or LoRA), generation is two-stage as
+Lightricks' `TI2VidTwoStagesPipeline` does: stage 1 at half the model size, x2 latent upsampling, then
+a 3-step distilled refine at full size (re-noised to the first stage-2 sigma) that re-encodes the
+input images at full size; the audio is stage 1's (stage 2 refines the video only).
 
 Request mapping (see docs/ltx2.md):
 - frames: `request.num_frames` (duration x fps) rounded up to LTX's 8k+1 grid; the extra frames
-  are dropped when yielding, so exactly `request.num_frames` come out.
-- size: the model works at a size with the request's aspect ratio, sides divisible by 32 (64 when
-  two-stage), about `max_pixels` pixels (never more than the output has); frames are resized to
-  exactly `request.width` x `request.height`.
-- `cfg_scale` c in 0..1 -> guidance 1 + 2c(g - 1), so 0.5 -> g (LTX's recommended value, config
-  `guidance_scale`), 0 -> no guidance; the distilled stages always run without guidance.
-- `negative_prompt`: LTX's recommended one when not given.
-- `generate_audio` false -> the last stage returns latents and only the video VAE decodes them:
+  are dropped when yielding, so exactly `request.num_frames` come out. A tail image is pinned on the
+  last frame the user receives (pixel frame num_frames - 1).
+- size: the model works at a size close to the request's aspect ratio, sides divisible by 32 (64 when
+  two-stage), about `max_pixels` pixels (never more than the output has); frames are scaled by one
+  factor to cover `request.width` x `request.height` and centre-cropped (never stretched).
+- guidance: a set (`reference` | `cheap`, config `guidance` or spec.extra["guidance"]) gives the
+  video / audio CFG, STG, modality guidance and rescale; `cfg_scale` c in 0..1 scales the CFGs:
+  1 + 2c(g - 1), so 0.5 -> the set's value, 0 -> no guidance at all; distilled stages never guide.
+- `negative_prompt`: LTX's recommended one when not given; its embeddings are cached per process.
+- `generate_audio` false -> every stage returns latents and only the video VAE decodes them:
   no audio VAE and no vocoder work. `seed` -> a CPU `torch.Generator`.
+- generation runs under `torch.inference_mode()`, and no parameter requires grad.
+- CUDA out of memory -> `OutOfMemory` (an `EngineError`) with advice, after emptying the CUDA cache.
 
 Config (`[engines.ltx2]`), all optional except `path`:
   path                  local diffusers directory, or a Hugging Face repo id already in the cache
   cache_dir             Hugging Face cache directory (default: the hub's own default)
   upsampler             latent upsampler dir / repo id (default: `<path>/latent_upsampler`)
-  two_stage             "auto" (when an upsampler is found) | true | false
+  two_stage             "auto" (when an upsampler and distilled weights are found) | true | false
   preset                "standard" (stage-1 steps with CFG, then distilled refine) | "fast" (distilled
                         sigmas in both stages; needs `distilled = true` or `distilled_lora`);
                         a request may pick one with spec.extra["preset"]
-  distilled             the checkpoint is the distilled one (default false)
-  distilled_lora        LoRA file (.safetensors) that makes the base model distilled, used in
-                        distilled stages only (needs `peft`)
+  distilled             the checkpoint is the distilled one (default false): always the distilled
+                        schedule (8 + 3 steps, no guidance), whatever the preset
+  distilled_lora        `ltx-2-19b-distilled-lora-384.safetensors`: makes the base model distilled in
+                        distilled stages only (needs `peft`); two-stage needs it (or `distilled`)
   steps                 stage-1 steps of `standard` (default 40)
-  guidance_scale        recommended video CFG, what cfg_scale 0.5 maps to (default 4.0)
-  audio_guidance_scale  recommended audio CFG (default: same as video)
-  stg_scale, stg_blocks, modality_scale, guidance_rescale: LTX-2.3 extra guidance (default off)
+  guidance              "reference" (LTX-2.0: video CFG 3, audio CFG 7, STG 1 on block 29, modality 3,
+                        rescale 0.7; 4 transformer passes per step) | "cheap" (the same CFGs and rescale,
+                        no STG / modality: 2 passes per step); default "reference"
+  guidance_scale, audio_guidance_scale, stg_scale, stg_blocks, modality_scale, guidance_rescale:
+                        override the set's values
   use_cross_timestep    "auto" (on for LTX-2.3+ transformers) | true | false
   max_pixels            model resolution budget in pixels (default 1280*720)
   max_sequence_length   prompt tokens (default 1024)
   dtype                 "auto" (bfloat16 on CUDA, float32 on CPU) | bfloat16 | float16 | float32
+                        (the vocoder always runs in float32)
   device                "auto" (cuda if available) | cuda | cuda:1 | cpu ...
   offload               none | model | sequential | group (CPU offload flavours of diffusers) | auto
   vae_tiling            decode the VAE in spatial tiles (default true on CUDA)
-  vae_temporal_tiling   also decode in overlapping groups of frames (default false)
+  vae_temporal_tiling   experimental: also decode in overlapping groups of frames (default false)
   compile               regional torch.compile of the transformer blocks (default false)
   text_encoder_device   where Gemma runs, e.g. "cpu" while the rest is on CUDA (default: with the rest)
   text_encoder_dtype    its dtype (default: `dtype`)
@@ -56,7 +66,10 @@ import logging
 import math
 import os
 import re
+import sys
 import time
+import traceback
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,7 +78,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clipforge.core.errors import EngineError, InvalidInput
+from clipforge.core.errors import EngineError, InvalidInput, OutOfMemory
 from clipforge.engines.base import Engine, EngineOutput, EngineRequest, Readiness, StepCallback, no_progress
 from clipforge.engines.options import Option
 
@@ -96,8 +109,18 @@ OPTIONS = (
     Option("decode_timestep", _NUM), Option("decode_noise_scale", _NUM),
 )
 DEFAULT_MAX_PIXELS = 1280 * 720
-DEFAULT_GUIDANCE = 4.0
 DEFAULT_STEPS = 40
+DISTILLED_LORA_FILE = "ltx-2-19b-distilled-lora-384.safetensors"
+GUIDANCE_SETS: dict[str, dict[str, Any]] = {
+    # Lightricks' LTX-2.0 reference (ltx_pipelines/utils/constants.py, LTX_2_PARAMS). Per step: CFG
+    # (conditional + unconditional, batched: 2 passes' work), STG (+1 pass), modality isolation (+1 pass).
+    "reference": {"guidance_scale": 3.0, "audio_guidance_scale": 7.0, "stg_scale": 1.0, "stg_blocks": [29],
+                  "modality_scale": 3.0, "guidance_rescale": 0.7},
+    # The same CFGs and rescale without the two extra passes: half the transformer work per step.
+    "cheap": {"guidance_scale": 3.0, "audio_guidance_scale": 7.0, "stg_scale": 0.0, "stg_blocks": [29],
+              "modality_scale": 1.0, "guidance_rescale": 0.7},
+}
+NEGATIVE_CACHE_SIZE = 4
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -113,20 +136,23 @@ def frames_on_grid(num_frames: int, temporal_ratio: int = 8) -> int:
 
 
 def model_size(width: int, height: int, max_pixels: int, multiple: int) -> tuple[int, int]:
-    """A (width, height) with the output's aspect ratio, sides divisible by `multiple`, about
-    min(max_pixels, width*height) pixels and never above `max_pixels`."""
+    """The (width, height) the model runs at: sides divisible by `multiple`, at most
+    max(min(max_pixels, width*height), multiple**2) pixels, chosen for the most pixels that survive
+    cropping to the output's aspect, counted twice (a crop costs pixels and field of view): the
+    output is cut from it by `_to_output`, never stretched."""
     aspect = width / height
-    pixels = max(min(max_pixels, width * height), multiple * multiple)
-    w = max(multiple, int(math.sqrt(pixels * aspect) / multiple + 0.5) * multiple)
-    h = max(multiple, int(math.sqrt(pixels / aspect) / multiple + 0.5) * multiple)
-    while w * h > max(max_pixels, multiple * multiple):
-        if w / h > aspect and w > multiple:
-            w -= multiple
-        elif h > multiple:
-            h -= multiple
-        else:
-            w -= multiple
-    return w, h
+    limit = max(min(max_pixels, width * height), multiple * multiple)
+    best, best_score = (multiple, multiple), -1.0
+    for h in range(multiple, limit // multiple + 1, multiple):
+        low = max(multiple, int(h * aspect / multiple) * multiple)
+        for w in {max(multiple, low - multiple), low, low + multiple}:
+            if w * h > limit:
+                continue
+            kept = min(w / h / aspect, aspect * h / w)
+            score = w * h * kept * kept
+            if score > best_score + 1e-9:
+                best, best_score = (w, h), score
+    return best
 
 
 def guidance_for(cfg_scale: float, recommended: float) -> float:
@@ -228,6 +254,29 @@ def _two_stage_setting(config: dict[str, Any]) -> str:
     return {"auto": "auto", "true": "on", "false": "off"}.get(str(value).lower(), "auto")
 
 
+def _has_distilled_weights(config: dict[str, Any]) -> bool:
+    """Stage 2's distilled sigmas are only right for a distilled checkpoint or the distilled LoRA."""
+    return bool(config.get("distilled")) or bool(config.get("distilled_lora"))
+
+
+def _guidance_set(config: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+    """The named guidance set (default: config `guidance`), with the config's own overrides."""
+    name = str(name or config.get("guidance", "reference"))
+    if name not in GUIDANCE_SETS:
+        raise InvalidInput("guidance", f"guidance: {name!r} is not one of {', '.join(GUIDANCE_SETS)}", "one_of")
+    values = dict(GUIDANCE_SETS[name])
+    for key in values:
+        if config.get(key) is not None:
+            values[key] = list(config[key]) if key == "stg_blocks" else float(config[key])
+    return values
+
+
+def _is_cuda_oom(exc: BaseException) -> bool:
+    """torch's (CUDA) out-of-memory error, recognised without importing torch."""
+    return any(cls.__name__ == "OutOfMemoryError" and cls.__module__.startswith("torch")
+               for cls in type(exc).__mro__)
+
+
 # ----------------------------------------------------------------------------- the engine
 
 
@@ -238,10 +287,36 @@ class _Stage:
     height: int
     steps: int
     sigmas: list[float] | None
-    guidance: float
-    audio_guidance: float | None
-    distilled: bool  # as-is sigmas scheduler, distilled LoRA on, no extra guidance
+    guidance: float  # video CFG; 1.0 = off
+    audio_guidance: float
+    distilled: bool  # as-is sigmas scheduler, distilled LoRA on, no guidance
     noise_scale: float = 0.0
+    stg_scale: float = 0.0
+    stg_blocks: list[int] | None = None
+    modality_scale: float = 1.0
+    guidance_rescale: float = 0.0
+
+    @property
+    def guided(self) -> bool:
+        return self.guidance > 1.0 or self.audio_guidance > 1.0
+
+
+def _guided_stage(name: str, size: tuple[int, int], steps: int, cfg_scale: float,
+                  values: dict[str, Any]) -> _Stage:
+    """A stage on the checkpoint's own schedule with the guidance set `values`, scaled by cfg_scale."""
+    video, audio = guidance_for(cfg_scale, values["guidance_scale"]), guidance_for(cfg_scale,
+                                                                                    values["audio_guidance_scale"])
+    stage = _Stage(name, size[0], size[1], steps, None, video, audio, distilled=False)
+    if stage.guided:  # cfg_scale 0 turns every guidance term off (one transformer pass per step)
+        stage.stg_scale, stage.stg_blocks = values["stg_scale"], list(values["stg_blocks"])
+        stage.modality_scale, stage.guidance_rescale = values["modality_scale"], values["guidance_rescale"]
+    return stage
+
+
+def _distilled_stage(name: str, size: tuple[int, int], sigmas: list[float], noise_scale: float = 0.0) -> _Stage:
+    """A stage on distilled sigmas (diffusers' lists, without the final 0): no guidance."""
+    return _Stage(name, size[0], size[1], len(sigmas), list(sigmas), 1.0, 1.0, distilled=True,
+                  noise_scale=noise_scale)
 
 
 class LTX2Engine(Engine):
@@ -262,16 +337,13 @@ class LTX2Engine(Engine):
         self.max_pixels = int(c.get("max_pixels", DEFAULT_MAX_PIXELS))
         self.max_sequence_length = int(c.get("max_sequence_length", 1024))
         self.steps = int(c.get("steps", DEFAULT_STEPS))
-        self.recommended_guidance = float(c.get("guidance_scale", DEFAULT_GUIDANCE))
-        ag = c.get("audio_guidance_scale")
-        self.recommended_audio_guidance = float(ag) if ag is not None else None
-        self.stg_scale = float(c.get("stg_scale", 0.0))
-        self.stg_blocks = list(c.get("stg_blocks", [29]))
-        self.modality_scale = float(c.get("modality_scale", 1.0))
-        self.guidance_rescale = float(c.get("guidance_rescale", 0.0))
+        self.guidance = str(c.get("guidance", "reference"))
+        if self.guidance not in GUIDANCE_SETS:
+            raise ValueError(f"[engines.ltx2] guidance must be one of {tuple(GUIDANCE_SETS)}, not {self.guidance!r}")
         self.resident = bool(c.get("resident", True))
         self.distilled = bool(c.get("distilled", False))
         self.distilled_lora = c.get("distilled_lora")
+        self._negatives: OrderedDict[tuple[str, int, str], tuple[Any, Any]] = OrderedDict()
         self._loaded = False
         self._pipes: dict[str, Any] = {}
         self._upsample_pipe: Any = None
@@ -298,6 +370,10 @@ class LTX2Engine(Engine):
         if _two_stage_setting(config) == "on" and upsampler is None:
             return Readiness(False, f"two_stage = true but no latent upsampler: none at {root}/latent_upsampler "
                                     "and no `upsampler` configured")
+        if _two_stage_setting(config) == "on" and not _has_distilled_weights(config):
+            return Readiness(False, f"two_stage = true needs the distilled LoRA {DISTILLED_LORA_FILE} "
+                                    "(set distilled_lora to its path) or a distilled checkpoint (distilled = true): "
+                                    "stage 2 refines with distilled sigmas")
         lora = config.get("distilled_lora")
         if lora:
             if not Path(str(lora)).expanduser().is_file():
@@ -319,18 +395,28 @@ class LTX2Engine(Engine):
             self._load()
 
     def _load(self) -> None:
+        """Load everything, or, when anything fails, release all that was loaded before raising
+        (so a retry on the next job does not hold two copies of the weights)."""
         if self._loaded:
             return
+        try:
+            self._load_components()
+            return
+        except Exception as exc:
+            oom, detail = _is_cuda_oom(exc), _first_line(exc)
+            traceback.clear_frames(exc.__traceback__)  # the half-built pipelines live in those frames
+            self.unload()
+            if not oom:
+                raise
+        raise OutOfMemory(self._oom_message("loading the weights", detail))
+
+    def _load_components(self) -> None:
         import torch
         from diffusers import FlowMatchEulerDiscreteScheduler
-        from diffusers.pipelines.ltx2 import (
-            LTX2ConditionPipeline,
-            LTX2ImageToVideoPipeline,
-            LTX2LatentUpsamplePipeline,
-            LTX2LatentUpsamplerModel,
-            LTX2Pipeline,
-        )
+        from diffusers.pipelines.ltx2 import LTX2LatentUpsamplePipeline, LTX2LatentUpsamplerModel, LTX2Pipeline
         from diffusers.pipelines.ltx2.utils import resolve_default_image_crf
+
+        from clipforge.engines.ltx2_conditions import PixelConditionPipeline
 
         c = self.config
         started = time.perf_counter()
@@ -339,14 +425,18 @@ class LTX2Engine(Engine):
         root, _ = _resolve_weights(c)
         upsampler_dir, _ = _resolve_upsampler(c, root)
         mode = _two_stage_setting(c)
-        self.two_stage = upsampler_dir is not None and mode != "off"
+        # Stage 2's distilled sigmas need distilled weights; readiness refuses `two_stage = true` without.
+        self.two_stage = upsampler_dir is not None and mode != "off" and _has_distilled_weights(c)
+        if upsampler_dir is not None and mode == "auto" and not self.two_stage:
+            log.warning("ltx2: latent upsampler found but no distilled weights (%s or distilled = true): "
+                        "running one stage", DISTILLED_LORA_FILE)
 
-        i2v = LTX2ImageToVideoPipeline.from_pretrained(str(root), dtype=self.dtype, local_files_only=True)
-        i2v.set_progress_bar_config(disable=True)
+        # Image conditions (first frame, first + last) go through one condition pipeline, which
+        # re-encodes them at each stage's size (diffusers' I2V pipeline ignores `image` in stage 2).
+        i2v = PixelConditionPipeline.from_pretrained(str(root), dtype=self.dtype, local_files_only=True)
+        self._pipes = {"i2v": i2v, "flf": i2v}
         with _quiet("diffusers.models.modeling_utils"):  # from_pipe re-applies the (same) dtype: no-op
-            t2v = LTX2Pipeline.from_pipe(i2v, dtype=self.dtype)
-            cond = LTX2ConditionPipeline.from_pipe(i2v, dtype=self.dtype)
-        self._pipes = {"i2v": i2v, "t2v": t2v, "flf": cond}
+            self._pipes["t2v"] = LTX2Pipeline.from_pipe(i2v, dtype=self.dtype)
         for pipe in self._pipes.values():
             pipe.set_progress_bar_config(disable=True)
 
@@ -386,11 +476,16 @@ class LTX2Engine(Engine):
                                   local_files_only=True)
             i2v.disable_lora()
 
+        with _quiet("diffusers.models.modeling_utils"):  # it warns about keep-in-fp32 modules: there are none
+            i2v.vocoder.to(torch.float32)  # bf16 accumulation degrades the vocoder (Lightricks runs it in fp32)
+        self._freeze()
         self._place(torch)
         if c.get("vae_tiling", self.device.type == "cuda"):
             i2v.vae.enable_tiling()
-        if c.get("vae_temporal_tiling", False):
-            i2v.vae.use_framewise_encoding = i2v.vae.use_framewise_decoding = True
+        if c.get("vae_temporal_tiling", False):  # experimental: see engines/ltx2_vae.py
+            from clipforge.engines.ltx2_vae import enable_temporal_tiling
+
+            enable_temporal_tiling(i2v.vae)
         if c.get("compile", False):
             i2v.transformer.compile_repeated_blocks(fullgraph=bool(c.get("compile_fullgraph", False)))
         self.load_seconds = time.perf_counter() - started
@@ -459,6 +554,39 @@ class LTX2Engine(Engine):
                 apply_group_offloading(upsampler, onload_device=self.device, offload_type="leaf_level",
                                        use_stream=stream)
 
+    def _modules(self) -> list[Any]:
+        """Every torch module the engine holds (shared ones once)."""
+        import torch
+
+        pipes = [*self._pipes.values(), self._text_pipe, self._upsample_pipe]
+        found: dict[int, Any] = {}
+        for pipe in pipes:
+            for value in (pipe.components.values() if pipe is not None else ()):
+                if isinstance(value, torch.nn.Module):
+                    found.setdefault(id(value), value)
+        return list(found.values())
+
+    def _freeze(self) -> None:
+        """Inference only: eval mode, and no parameter requires grad (diffusers' `encode_prompt` runs
+        outside `no_grad`; a grad-tracking Gemma keeps its whole graph alive for the job)."""
+        for module in self._modules():
+            module.eval().requires_grad_(False)
+
+    def _oom_message(self, doing: str, detail: str) -> str:
+        offload = getattr(self, "_offload", self.offload)
+        advice = {"none": 'set offload = "model" or text_encoder_device = "cpu", or lower max_pixels',
+                  "model": 'set offload = "group" or "sequential" or text_encoder_device = "cpu", or lower '
+                           'max_pixels'}.get(offload, "lower max_pixels")
+        return (f"The GPU ran out of memory while {doing} ({detail}; offload = {offload!r}). Try a shorter "
+                f"clip or a smaller size, or ask the operator to {advice} in [engines.ltx2] (see docs/ltx2.md).")
+
+    def release_memory(self) -> None:
+        """After a failed job: collect garbage and return cached CUDA blocks; the weights stay loaded."""
+        gc.collect()
+        torch = sys.modules.get("torch")  # never imported: nothing of ours to free, and no import cost
+        if torch is not None:
+            torch.cuda.empty_cache()  # a no-op when CUDA was never initialised
+
     def _activate(self, pipe: Any) -> None:
         """With model offload, let `pipe` own the offload hook chain before it runs."""
         if self._offload == "model" and self._hooked is not pipe:
@@ -467,13 +595,9 @@ class LTX2Engine(Engine):
 
     def unload(self) -> None:
         self._pipes, self._upsample_pipe, self._text_pipe, self._hooked = {}, None, None, None
-        was_loaded, self._loaded = self._loaded, False
-        gc.collect()
-        if was_loaded and importlib.util.find_spec("torch") is not None:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+        self._sched_base = self._sched_distilled = None
+        self._loaded = False
+        self.release_memory()
 
     # -- generation
 
@@ -485,36 +609,50 @@ class LTX2Engine(Engine):
         preset = str(spec.extra.get("preset") or self.preset)
         if preset not in PRESETS:
             raise InvalidInput("preset", f"preset: {preset!r} is not one of {', '.join(PRESETS)}", "one_of")
+        guidance_name = str(spec.extra.get("guidance") or self.guidance)
+        values = _guidance_set(self.config, guidance_name)
         note = None
         if preset == "fast" and not (self.distilled or self.distilled_lora):
             preset, note = "standard", "preset 'fast' needs distilled weights; ran 'standard'"
+        elif preset == "standard" and self.distilled:
+            preset, note = "fast", "a distilled checkpoint always runs the distilled schedule"
         two_stage = self.two_stage
         width, height = model_size(request.width, request.height, self.max_pixels, 64 if two_stage else 32)
-        guidance = guidance_for(spec.cfg_scale, self.recommended_guidance)
-        audio_guidance = (guidance_for(spec.cfg_scale, self.recommended_audio_guidance)
-                          if self.recommended_audio_guidance is not None else None)
-        w1, h1 = (width // 2, height // 2) if two_stage else (width, height)
+        first_size = (width // 2, height // 2) if two_stage else (width, height)
+        first_name = "stage1" if two_stage else "denoise"
         if preset == "fast":
-            first = _Stage("stage1" if two_stage else "denoise", w1, h1, len(DISTILLED_SIGMA_VALUES),
-                           list(DISTILLED_SIGMA_VALUES), 1.0, 1.0, distilled=True)
+            first = _distilled_stage(first_name, first_size, list(DISTILLED_SIGMA_VALUES))
         else:
-            first = _Stage("stage1" if two_stage else "denoise", w1, h1, self.steps, None, guidance,
-                           audio_guidance, distilled=self.distilled)
+            first = _guided_stage(first_name, first_size, self.steps, spec.cfg_scale, values)
         stages = [first]
         if two_stage:
-            stages.append(_Stage("stage2", width, height, len(STAGE_2_DISTILLED_SIGMA_VALUES),
-                                 list(STAGE_2_DISTILLED_SIGMA_VALUES), 1.0, 1.0, distilled=True,
-                                 noise_scale=STAGE_2_DISTILLED_SIGMA_VALUES[0]))
+            stages.append(_distilled_stage("stage2", (width, height), list(STAGE_2_DISTILLED_SIGMA_VALUES),
+                                           noise_scale=STAGE_2_DISTILLED_SIGMA_VALUES[0]))
         mode = "flf" if request.tail_image is not None else ("i2v" if request.image is not None else "t2v")
-        return {"preset": preset, "note": note, "mode": mode, "two_stage": two_stage,
+        return {"preset": preset, "guidance": guidance_name, "note": note, "mode": mode, "two_stage": two_stage,
                 "model_width": width, "model_height": height,
                 "model_frames": frames_on_grid(request.num_frames, temporal_ratio), "stages": stages}
 
     def generate(self, request: EngineRequest, on_step: StepCallback = no_progress) -> EngineOutput:
+        try:
+            return self._generate_loaded(request, on_step)
+        except Exception as exc:
+            if not _is_cuda_oom(exc):
+                raise
+            detail = _first_line(exc)
+            traceback.clear_frames(exc.__traceback__)  # frees the job's activations held by those frames
+        self.release_memory()
+        raise OutOfMemory(self._oom_message(f"generating {request.width}x{request.height}, "
+                                            f"{request.num_frames} frames", detail))
+
+    def _generate_loaded(self, request: EngineRequest, on_step: StepCallback) -> EngineOutput:
+        import torch
+
         if not self._loaded:
             self._load()
         try:
-            return self._generate(request, on_step)
+            with torch.inference_mode():
+                return self._generate(request, on_step)
         finally:
             if not self.resident:
                 self.unload()
@@ -530,17 +668,16 @@ class LTX2Engine(Engine):
         pipe = self._pipes[plan["mode"]]
         generator = torch.Generator("cpu").manual_seed(int(spec.seed))
         negative = spec.negative_prompt or default_negative_prompt()
-        need_negative = any(s.guidance > 1.0 or (s.audio_guidance or 0.0) > 1.0 for s in stages)
-        embeds = self._encode(pipe, spec.prompt, negative, need_negative)
+        embeds = self._encode(pipe, spec.prompt, negative, any(s.guided for s in stages))
 
         total = sum(s.steps for s in stages)
         self._on_step, self._progress, self._stop = on_step, (0, total, stages[0].name), None
-        video_latents = audio_latents = None
+        video_latents = stage1_audio = None
         for index, stage in enumerate(stages):
             self._progress = (self._progress[0], total, stage.name)
             kwargs = self._stage_kwargs(plan, stage, request, embeds, generator)
             if video_latents is not None:
-                kwargs.update(latents=video_latents, audio_latents=audio_latents, noise_scale=stage.noise_scale)
+                kwargs.update(latents=video_latents, audio_latents=stage1_audio, noise_scale=stage.noise_scale)
             self._set_distilled(pipe, stage.distilled)
             # Distilled sigmas are used as they are (no dynamic shifting), as diffusers' LTX-2 docs do.
             pipe.scheduler = self._sched_distilled if stage.sigmas is not None else self._sched_base
@@ -552,84 +689,107 @@ class LTX2Engine(Engine):
                 callback_on_step_end_tensor_inputs=[])
             if self._stop is not None:
                 raise self._stop
+            if index == 0:
+                # Stage 2 refines the video only: its audio is re-noised and regenerated without
+                # guidance, so the clip keeps stage 1's (as Lightricks' two-stage pipeline does).
+                stage1_audio = audio_latents
             if index < len(stages) - 1:
                 self._activate(self._upsample_pipe)
                 video_latents = self._upsample_pipe(latents=video_latents, output_type="latent",
                                                     return_dict=False)[0]
+        del audio_latents
         video = self._decode_video(pipe, video_latents, generator)
         audio_np, sample_rate = None, 48_000
         if spec.generate_audio:
-            audio_np = self._decode_audio(pipe, audio_latents)
+            audio_np = self._decode_audio(pipe, stage1_audio)
             sample_rate = int(pipe.vocoder.config.output_sampling_rate)
         pipe.maybe_free_model_hooks()
         frames = _to_uint8(video[0])
         del video
-        info = {k: plan[k] for k in ("preset", "mode", "two_stage", "model_width", "model_height",
+        info = {k: plan[k] for k in ("preset", "guidance", "mode", "two_stage", "model_width", "model_height",
                                      "model_frames")}
-        info.update(steps=[s.steps for s in stages], guidance=[s.guidance for s in stages],
+        info.update(steps=[s.steps for s in stages], guidance_scales=[s.guidance for s in stages],
+                    transformer_passes=[_passes_per_step(s) for s in stages],
                     seconds=round(time.perf_counter() - started, 3))
         if plan["note"]:
             info["note"] = plan["note"]
-        return EngineOutput(frames=_resized(frames, request.num_frames, request.width, request.height),
+        return EngineOutput(frames=_to_output(frames, request.num_frames, request.width, request.height),
                             num_frames=request.num_frames, width=request.width, height=request.height,
                             fps=request.fps, audio=audio_np, sample_rate=sample_rate, info=info)
 
     def _stage_kwargs(self, plan: dict[str, Any], stage: _Stage, request: EngineRequest,
                       embeds: dict[str, Any], generator: Any) -> dict[str, Any]:
-        cfg = stage.guidance > 1.0 or (stage.audio_guidance or 0.0) > 1.0
         kwargs: dict[str, Any] = {
             "prompt_embeds": embeds["prompt_embeds"],
             "prompt_attention_mask": embeds["prompt_attention_mask"],
             "width": stage.width, "height": stage.height, "num_frames": plan["model_frames"],
             "frame_rate": float(request.fps), "num_inference_steps": stage.steps, "sigmas": stage.sigmas,
             "guidance_scale": stage.guidance, "audio_guidance_scale": stage.audio_guidance,
+            "stg_scale": stage.stg_scale, "audio_stg_scale": stage.stg_scale,
+            "spatio_temporal_guidance_blocks": stage.stg_blocks if stage.stg_scale else None,
+            "modality_scale": stage.modality_scale, "audio_modality_scale": stage.modality_scale,
+            "guidance_rescale": stage.guidance_rescale, "audio_guidance_rescale": stage.guidance_rescale,
             "use_cross_timestep": self.use_cross_timestep, "generator": generator,
             "max_sequence_length": self.max_sequence_length,
         }
-        if cfg:
+        if stage.guided:
             kwargs["negative_prompt_embeds"] = embeds["negative_prompt_embeds"]
             kwargs["negative_prompt_attention_mask"] = embeds["negative_prompt_attention_mask"]
-        extra = not stage.distilled and cfg
-        stg = self.stg_scale if extra else 0.0
-        kwargs.update(stg_scale=stg, audio_stg_scale=stg, spatio_temporal_guidance_blocks=self.stg_blocks if stg
-                      else None, modality_scale=self.modality_scale if extra else 1.0,
-                      audio_modality_scale=self.modality_scale if extra else 1.0,
-                      guidance_rescale=self.guidance_rescale if extra else 0.0,
-                      audio_guidance_rescale=self.guidance_rescale if extra else 0.0)
         if "decode_timestep" in self.config:
             kwargs["decode_timestep"] = float(self.config["decode_timestep"])
             kwargs["decode_noise_scale"] = float(self.config.get("decode_noise_scale",
                                                                  self.config["decode_timestep"]))
-        size = (stage.width, stage.height)
-        if plan["mode"] == "i2v":
-            kwargs.update(image=_fit(request.image, size), image_crf=self.image_crf)
-        elif plan["mode"] == "flf":
-            from diffusers.pipelines.ltx2 import LTX2VideoCondition
-
-            conditions = []
-            if request.image is not None:
-                conditions.append(LTX2VideoCondition(frames=_fit(request.image, size), index=0, strength=1.0,
-                                                     crf=self.image_crf))
-            conditions.append(LTX2VideoCondition(frames=_fit(request.tail_image, size), index=-1, strength=1.0,
-                                                 crf=self.image_crf))
-            kwargs["conditions"] = conditions
+        if plan["mode"] != "t2v":
+            kwargs["conditions"] = self._conditions(request, (stage.width, stage.height))
         return kwargs
 
+    def _conditions(self, request: EngineRequest, size: tuple[int, int]) -> list[Any]:
+        """The input image on frame 0 and the tail on the last frame the user receives, each fitted
+        to this stage's size (every stage re-encodes them at its own size)."""
+        from clipforge.engines.ltx2_conditions import pixel_condition
+
+        ratio = self._pipes["i2v"].vae_temporal_compression_ratio
+        conditions = []
+        if request.image is not None:
+            conditions.append(pixel_condition(_fit(request.image, size), 0, self.image_crf, ratio))
+        if request.tail_image is not None:
+            conditions.append(pixel_condition(_fit(request.tail_image, size), request.num_frames - 1,
+                                              self.image_crf, ratio))
+        return conditions
+
     def _encode(self, pipe: Any, prompt: str, negative: str, need_negative: bool) -> dict[str, Any]:
-        """Prompt embeddings, computed once per job and reused by both stages."""
+        """Prompt embeddings, computed once per job and reused by both stages; the negative prompt's
+        come from a small per-process cache (the same text every job, and Gemma is the costly part)."""
+        pe, pm = self._run_text_encoder(pipe, prompt)
+        ne = nm = None
+        if need_negative:
+            ne, nm = self._negative_embeds(pipe, negative)
+        return {"prompt_embeds": pe, "prompt_attention_mask": pm, "negative_prompt_embeds": ne,
+                "negative_prompt_attention_mask": nm}
+
+    def _negative_embeds(self, pipe: Any, negative: str) -> tuple[Any, Any]:
+        key = (negative, self.max_sequence_length, str(self.dtype))
+        cached = self._negatives.get(key)
+        if cached is None:
+            ne, nm = self._run_text_encoder(pipe, negative)
+            cached = (ne.to("cpu"), nm.to("cpu"))  # CPU: survives unload and holds no GPU memory
+            self._negatives[key] = cached
+            while len(self._negatives) > NEGATIVE_CACHE_SIZE:
+                self._negatives.popitem(last=False)
+        else:
+            self._negatives.move_to_end(key)
+        return cached[0].to(self.device), cached[1].to(self.device)
+
+    def _run_text_encoder(self, pipe: Any, text: str) -> tuple[Any, Any]:
+        """Gemma's stacked hidden states for one text (diffusers pads each text to max_sequence_length
+        on its own, so a prompt and a negative prompt encode the same apart or together)."""
         text_pipe = self._text_pipe or pipe
         if self._text_pipe is None:
             self._activate(pipe)
-        pe, pm, ne, nm = text_pipe.encode_prompt(
-            prompt=prompt, negative_prompt=negative, do_classifier_free_guidance=need_negative,
-            max_sequence_length=self.max_sequence_length, device=self.text_device, dtype=self.dtype)
-        if self._text_pipe is not None:  # move to where the transformer computes
-            target = self.device
-            pe, pm = pe.to(target), pm.to(target)
-            ne = ne.to(target) if ne is not None else None
-            nm = nm.to(target) if nm is not None else None
-        return {"prompt_embeds": pe, "prompt_attention_mask": pm, "negative_prompt_embeds": ne,
-                "negative_prompt_attention_mask": nm}
+        embeds, mask, _, _ = text_pipe.encode_prompt(
+            prompt=text, do_classifier_free_guidance=False, max_sequence_length=self.max_sequence_length,
+            device=self.text_device, dtype=self.dtype)
+        return embeds.to(self.device), mask.to(self.device)
 
     def _set_distilled(self, pipe: Any, distilled: bool) -> None:
         if not self.distilled_lora:
@@ -639,6 +799,7 @@ class LTX2Engine(Engine):
             pipe.set_adapters(["distilled"], [1.0])
         else:
             pipe.disable_lora()
+        pipe.transformer.requires_grad_(False)  # peft marks an activated adapter trainable
 
     def _callback(self, pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         done, total, stage = self._progress
@@ -670,19 +831,23 @@ class LTX2Engine(Engine):
                 latents = pipe._denormalize_latents((1 - scale) * normed + scale * noise, vae.latents_mean,
                                                     vae.latents_std, vae.config.scaling_factor)
             timestep = torch.tensor([t], device=device, dtype=latents.dtype)
-        with torch.no_grad():
-            video = vae.decode(latents.to(vae.dtype), timestep, return_dict=False)[0]
-            return pipe.video_processor.postprocess_video(video, output_type="pt")
+        video = vae.decode(latents.to(vae.dtype), timestep, return_dict=False)[0]
+        return pipe.video_processor.postprocess_video(video, output_type="pt")
 
     @staticmethod
     def _decode_audio(pipe: Any, audio_latents: Any) -> np.ndarray:
-        """Audio VAE -> mel spectrogram -> vocoder, as the pipeline does; float32 (channels, samples)."""
+        """Audio VAE -> mel spectrogram -> vocoder (in float32), as the pipeline does; float32
+        (channels, samples)."""
         import torch
 
-        with torch.no_grad():
-            mel = pipe.audio_vae.decode(audio_latents.to(pipe.audio_vae.dtype), return_dict=False)[0]
-            audio = pipe.vocoder(mel)
+        mel = pipe.audio_vae.decode(audio_latents.to(pipe.audio_vae.dtype), return_dict=False)[0]
+        audio = pipe.vocoder(mel.to(torch.float32))
         return audio[0].float().clamp(-1, 1).cpu().numpy()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:240]
 
 
 @contextmanager
@@ -716,21 +881,39 @@ def _fit(image: Image.Image | None, size: tuple[int, int]) -> Image.Image:
         raise InvalidInput("image_url", "image_url: this mode needs an input image", "required")
     w, h = size
     image = image.convert("RGB")
-    scale = max(w / image.width, h / image.height)
-    nw, nh = max(w, round(image.width * scale)), max(h, round(image.height * scale))
+    nw, nh = _cover_size(image.size, size)
     image = image.resize((nw, nh), PILImage.Resampling.LANCZOS)
     left, top = (nw - w) // 2, (nh - h) // 2
     return image.crop((left, top, left + w, top + h))
 
 
-def _resized(frames: np.ndarray, count: int, width: int, height: int) -> Iterator[np.ndarray]:
-    """The first `count` frames, each resized to width x height (lazily)."""
+def _cover_size(source: tuple[int, int], target: tuple[int, int]) -> tuple[int, int]:
+    """`source` scaled by one factor so that it covers `target` (the smaller factor that does)."""
+    (sw, sh), (tw, th) = source, target
+    scale = max(tw / sw, th / sh)
+    return max(tw, round(sw * scale)), max(th, round(sh * scale))
+
+
+def _to_output(frames: np.ndarray, count: int, width: int, height: int) -> Iterator[np.ndarray]:
+    """The first `count` frames, each scaled by one factor to cover width x height and centre-cropped
+    to it (lazily): the model's aspect may differ a little from the output's, and cropping that
+    difference away keeps circles round where resizing each axis on its own would stretch them."""
     import cv2
 
     _, h, w, _ = frames.shape
-    interp = cv2.INTER_AREA if width * height < w * h else cv2.INTER_CUBIC
+    nw, nh = _cover_size((w, h), (width, height))
+    interp = cv2.INTER_AREA if nw * nh < w * h else cv2.INTER_CUBIC
+    left, top = (nw - width) // 2, (nh - height) // 2
     for i in range(min(count, frames.shape[0])):
         frame = frames[i]
-        if (w, h) != (width, height):
-            frame = cv2.resize(frame, (width, height), interpolation=interp)
-        yield np.ascontiguousarray(frame)
+        if (w, h) != (nw, nh):
+            frame = cv2.resize(frame, (nw, nh), interpolation=interp)
+        yield np.ascontiguousarray(frame[top:top + height, left:left + width])
+
+
+def _passes_per_step(stage: _Stage) -> int:
+    """Transformer work per denoising step, in batch-1 passes: CFG runs the conditional and the
+    unconditional branch as one batch of 2; STG and modality isolation each add one pass."""
+    if not stage.guided:
+        return 1
+    return 2 + (stage.stg_scale > 0.0) + (stage.modality_scale > 1.0)

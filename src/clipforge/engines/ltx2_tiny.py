@@ -141,23 +141,45 @@ def tiny_components(seed: int = 0) -> dict[str, Any]:
     }
 
 
+TINY_LORA_FILE = "tiny-distilled-lora.safetensors"
+"""A random LoRA on the tiny transformer, in the place of `ltx-2-19b-distilled-lora-384.safetensors`."""
+
+
+def _write_tiny_lora(transformer: Any, path: Path, seed: int) -> None:
+    """A rank-4 LoRA on every attention projection, saved as diffusers' LTX-2 LoRA loader reads it."""
+    import torch
+    from diffusers import LTX2Pipeline
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    torch.manual_seed(seed + 1)
+    transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                                       init_lora_weights=False), adapter_name="distilled")
+    layers = get_peft_model_state_dict(transformer, adapter_name="distilled")
+    LTX2Pipeline.save_lora_weights(str(path.parent), transformer_lora_layers=layers, weight_name=path.name)
+    transformer.delete_adapters("distilled")
+
+
 def build_tiny_ltx2(path: Path, seed: int = 0) -> Path:
-    """Write a tiny diffusers-format LTX-2 checkpoint to `path` (with `latent_upsampler/`); return it."""
+    """Write a tiny diffusers-format LTX-2 checkpoint to `path` (with `latent_upsampler/` and a tiny
+    distilled LoRA, `TINY_LORA_FILE`); return it."""
     from diffusers import LTX2Pipeline
 
     path = Path(path)
-    if (path / "model_index.json").is_file() and (path / "latent_upsampler" / "config.json").is_file():
+    if (path / "model_index.json").is_file() and (path / "latent_upsampler" / "config.json").is_file() \
+            and (path / TINY_LORA_FILE).is_file():
         return path
     components = tiny_components(seed)
     upsampler = components.pop("latent_upsampler")
     pipe = LTX2Pipeline(**components)
     pipe.save_pretrained(str(path), safe_serialization=True)
     upsampler.save_pretrained(str(path / "latent_upsampler"), safe_serialization=True)
+    _write_tiny_lora(components["transformer"], path / TINY_LORA_FILE, seed)
     return path
 
 
 def tiny_engine_config(path: Path, **overrides: Any) -> dict[str, Any]:
-    """An `[engines.ltx2]` table for the tiny checkpoint: CPU, fp32, 64x64 native, short prompts."""
+    """An `[engines.ltx2]` table for the tiny checkpoint: CPU, fp32, 64x64 native, short prompts, the
+    tiny distilled LoRA (two-stage needs it)."""
     config: dict[str, Any] = {
         "path": str(path),
         "device": "cpu",
@@ -167,6 +189,7 @@ def tiny_engine_config(path: Path, **overrides: Any) -> dict[str, Any]:
         "steps": 4,
         "preset": "standard",
         "two_stage": False,
+        "distilled_lora": str(Path(path) / TINY_LORA_FILE),
     }
     config.update(overrides)
     return config

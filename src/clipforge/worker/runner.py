@@ -150,6 +150,9 @@ class JobRunner:
             except Exception as exc:  # every failure ends the job with a message a person can act on
                 error = failure_message(exc)
                 log.exception("job %s failed: %s", job.id, error["message"])
+                outputs = None
+            if outputs is None:  # outside the except block: its traceback (the job's tensors) is gone
+                self._release_memory(job.engine)
                 return self._end(job, worker_id, JobStatus.FAILED, error)
         outputs["run_seconds"] = round(time.monotonic() - started, 3)
         expires = time.time() + self.settings.retention_seconds
@@ -199,6 +202,16 @@ class JobRunner:
                 "file_size": size, "width": result.width, "height": result.height, "fps": result.fps,
                 "duration": result.duration, "has_audio": result.has_audio, "engine": job.engine,
                 "timings": timings}
+
+    def _release_memory(self, name: str) -> None:
+        """Let the failed job's engine (if it loaded) free what the job left, so the next job fits."""
+        engine = self._engines.get(name)
+        if engine is None:
+            return
+        try:
+            engine.release_memory()
+        except Exception:  # freeing memory must never turn a failed job into a crashed worker
+            log.exception("engine %s: releasing memory after a failure failed", name)
 
     def unload(self) -> None:
         for engine in self._engines.values():
