@@ -34,9 +34,13 @@ def no_progress(step: int, total: int, stage: str) -> None:
 class Readiness:
     ready: bool
     reason: str | None = None
+    detail: str | None = None  # e.g. ltx2's memory estimate and offload plan (`clipforge models --verbose`)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ready": self.ready, "reason": self.reason}
+        out: dict[str, Any] = {"ready": self.ready, "reason": self.reason}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
 
 
 @dataclass

@@ -38,7 +38,9 @@ Config (`[engines.ltx2]`), all optional except `path`:
   max_sequence_length   prompt tokens (default 1024)
   dtype                 "auto" (bfloat16 on CUDA, float32 on CPU) | bfloat16 | float16 | float32
   device                "auto" (cuda if available) | cuda | cuda:1 | cpu ...
-  offload               none | model | sequential | group (CPU offload flavours of diffusers)
+  offload               "auto" (default: the cheapest of none / text encoder on CPU / model / sequential
+                        whose estimated peak fits the GPU's free memory at load; see ltx2_memory)
+                        | none | model | sequential | group (CPU offload flavours of diffusers)
   vae_tiling            decode the VAE in spatial tiles (default true on CUDA)
   vae_temporal_tiling   also decode in overlapping groups of frames (default false)
   compile               regional torch.compile of the transformer blocks (default false)
@@ -75,7 +77,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRESETS = ("standard", "fast")
-OFFLOAD_MODES = ("none", "model", "sequential", "group")
+OFFLOAD_MODES = ("auto", "none", "model", "sequential", "group")
 DEFAULT_MAX_PIXELS = 1280 * 720
 DEFAULT_GUIDANCE = 4.0
 DEFAULT_STEPS = 40
@@ -236,7 +238,7 @@ class LTX2Engine(Engine):
         self.preset = str(c.get("preset", "standard"))
         if self.preset not in PRESETS:
             raise ValueError(f"[engines.ltx2] preset must be one of {PRESETS}, not {self.preset!r}")
-        self.offload = str(c.get("offload", "none"))
+        self.offload = str(c.get("offload", "auto"))
         if self.offload not in OFFLOAD_MODES:
             raise ValueError(f"[engines.ltx2] offload must be one of {OFFLOAD_MODES}, not {self.offload!r}")
         self.max_pixels = int(c.get("max_pixels", DEFAULT_MAX_PIXELS))
@@ -260,6 +262,7 @@ class LTX2Engine(Engine):
         self._progress: tuple[int, int, str] = (0, 0, "")
         self._on_step: StepCallback = no_progress
         self._stop: BaseException | None = None
+        self.memory_plan: Any = None  # ltx2_memory.Plan, set at load when offload = "auto"
 
     # -- readiness (cheap: no torch import)
 
@@ -287,7 +290,18 @@ class LTX2Engine(Engine):
         if str(config.get("preset", "standard")) == "fast" and not (config.get("distilled") or lora):
             return Readiness(False, "preset 'fast' needs distilled weights: set distilled = true for a distilled "
                                     "checkpoint, or distilled_lora")
-        return Readiness(True)
+        detail = cls._memory_plan(config, root, upsampler).summary()
+        if str(config.get("offload", "auto")) != "auto":
+            detail += f" (not used: offload = {config.get('offload')!r} is configured)"
+        return Readiness(True, detail=detail)
+
+    @staticmethod
+    def _memory_plan(config: dict[str, Any], root: Path | None, upsampler: Path | None) -> Any:
+        """The memory estimate for this config and the offload plan `auto` picks on this machine."""
+        from clipforge.engines import ltx2_memory
+
+        free = ltx2_memory.device_free_bytes(str(config.get("device", "auto")))
+        return ltx2_memory.plan_for(config, root, upsampler if _two_stage_setting(config) != "off" else None, free)
 
     # -- loading
 
@@ -320,6 +334,12 @@ class LTX2Engine(Engine):
         upsampler_dir, _ = _resolve_upsampler(c, root)
         mode = _two_stage_setting(c)
         self.two_stage = upsampler_dir is not None and mode != "off"
+        offload, te_device = self.offload, c.get("text_encoder_device")
+        if offload == "auto":
+            self.memory_plan = self._memory_plan(dict(c, device=str(self.device)), root, upsampler_dir)
+            offload = self.memory_plan.offload
+            te_device = te_device or ("cpu" if self.memory_plan.text_encoder_on_cpu else None)
+            log.info("ltx2: %s", self.memory_plan.summary())
 
         i2v = LTX2ImageToVideoPipeline.from_pretrained(str(root), dtype=self.dtype, local_files_only=True)
         i2v.set_progress_bar_config(disable=True)
@@ -339,7 +359,6 @@ class LTX2Engine(Engine):
             i2v.scheduler.config, use_dynamic_shifting=False, shift_terminal=None)
 
         # Where Gemma runs: with the pipelines (and their offload), or on its own device.
-        te_device = c.get("text_encoder_device")
         te_device = self._device(te_device) if te_device else None
         if te_device is not None and te_device != self.device:
             te_dtype = self._dtype(c.get("text_encoder_dtype", str(self.dtype).replace("torch.", "")), te_device)
@@ -366,7 +385,7 @@ class LTX2Engine(Engine):
                                   local_files_only=True)
             i2v.disable_lora()
 
-        self._place(torch)
+        self._place(torch, offload)
         if c.get("vae_tiling", self.device.type == "cuda"):
             i2v.vae.enable_tiling()
         if c.get("vae_temporal_tiling", False):
@@ -376,7 +395,7 @@ class LTX2Engine(Engine):
         self.load_seconds = time.perf_counter() - started
         self._loaded = True
         log.info("ltx2: loaded %s in %.1fs (device %s, %s, offload %s, two-stage %s)", root,
-                 self.load_seconds, self.device, self.dtype, self.offload, self.two_stage)
+                 self.load_seconds, self.device, self.dtype, self._offload, self.two_stage)
 
     @staticmethod
     def _device(name: Any) -> torch.device:
@@ -408,10 +427,9 @@ class LTX2Engine(Engine):
             return str(value).lower() == "true"
         return bool(getattr(transformer, "prompt_modulation", False))  # LTX-2.3+ modulates by the other sigma
 
-    def _place(self, torch: Any) -> None:
+    def _place(self, torch: Any, offload: str) -> None:
         """Put the shared components on the device, or set up one of diffusers' offload modes."""
         base = self._pipes["i2v"]
-        offload = self.offload
         if self.device.type == "cpu" and offload != "none":
             log.warning("ltx2: offload=%s needs an accelerator; running on CPU without offload", offload)
             offload = "none"
