@@ -250,7 +250,8 @@ def estimate(work: Workload, params: Mapping[str, int] | None = None, dtype: str
     params = dict(REAL_PARAMS if params is None else params)
     scale = DTYPE_BYTES[dtype] / 2
     weights = weight_bytes(params, dtype, text_encoder_dtype)
-    leaf = LARGEST_LEAF_PARAMS * DTYPE_BYTES[text_encoder_dtype or dtype]
+    # a smaller checkpoint's largest module is smaller than the real Gemma embedding: cap by its weights
+    leaf = min(LARGEST_LEAF_PARAMS * DTYPE_BYTES[text_encoder_dtype or dtype], max(weights.values()))
     return Estimate(weights, phases(work, scale), lora=lora_params * DTYPE_BYTES[dtype], leaf=leaf, workload=work)
 
 
