@@ -30,6 +30,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--two-stage", choices=["auto", "true", "false"], default="auto")
     parser.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 1 on CUDA, 0 on CPU)")
     parser.add_argument("--toy", action="store_true", help="CPU, tiny widths, one transformer layer, 64x64, 2 steps")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda; cpu with --toy)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     return parser.parse_args(argv)
 
@@ -74,16 +77,8 @@ def toy_checkpoint(root: Path) -> Path:
     return root
 
 
-def random_real_checkpoint(root: Path, device: str) -> Path:
-    """A skeleton directory (configs only) whose loading is redirected to real-size components built with
-    random bf16 weights on `device`: 64 GiB cannot be written to and read from disk for a timing run."""
-    import torch
-    from diffusers import FlowMatchEulerDiscreteScheduler
-    from diffusers.pipelines.ltx2 import LTX2ImageToVideoPipeline, LTX2LatentUpsamplerModel
-
-    from clipforge.engines.ltx2_real import build_real_components
-    from clipforge.engines.ltx2_tiny import _tokenizer
-
+def random_real_checkpoint(root: Path) -> Path:
+    """A skeleton diffusers directory (configs only, no weights) for `redirect_loading`."""
     index = {"_class_name": "LTX2Pipeline", "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
              "tokenizer": ["transformers", "PreTrainedTokenizerFast"]}
     for name in ("vae", "audio_vae", "text_encoder", "connectors", "transformer", "vocoder"):
@@ -93,12 +88,26 @@ def random_real_checkpoint(root: Path, device: str) -> Path:
             (root / name).mkdir(parents=True, exist_ok=True)
             (root / name / "config.json").write_text("{}")
     (root / "model_index.json").write_text(json.dumps(index))
+    return root
+
+
+@contextmanager
+def redirect_loading(device: str) -> Iterator[None]:
+    """While active, the engine's `from_pretrained` calls get real-size components built once with random
+    bf16 weights on `device`: 64 GiB cannot be written to and read back from disk for a timing run."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler
+    from diffusers.pipelines.ltx2 import LTX2ImageToVideoPipeline, LTX2LatentUpsamplerModel
+
+    from clipforge.engines import ltx2_real
+    from clipforge.engines.ltx2_tiny import _tokenizer
+
     built: dict[str, Any] = {}
 
     def components() -> dict[str, Any]:
         if not built:
             t0 = time.perf_counter()
-            built.update(build_real_components(device, torch.bfloat16))
+            built.update(ltx2_real.build_real_components(device, torch.bfloat16))
             print(f"built random real-size weights on {device} in {time.perf_counter() - t0:.1f}s", flush=True)
         return built
 
@@ -109,9 +118,19 @@ def random_real_checkpoint(root: Path, device: str) -> Path:
             max_image_seq_len=4096, shift_terminal=0.1)
         return LTX2ImageToVideoPipeline(scheduler=scheduler, tokenizer=_tokenizer(1024), **parts)
 
+    classes = (LTX2ImageToVideoPipeline, LTX2LatentUpsamplerModel)
+    saved = [cls.__dict__.get("from_pretrained") for cls in classes]
     LTX2ImageToVideoPipeline.from_pretrained = classmethod(pipeline)
     LTX2LatentUpsamplerModel.from_pretrained = classmethod(lambda cls, *a, **k: components()["latent_upsampler"])
-    return root
+    try:
+        yield
+    finally:
+        for cls, original in zip(classes, saved, strict=True):
+            if original is None:
+                del cls.from_pretrained
+            else:
+                cls.from_pretrained = original
+        built.clear()
 
 
 # ----------------------------------------------------------------------------- runs
@@ -209,19 +228,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    device = "cpu" if args.toy else "cuda"
-    if device == "cuda" and not torch.cuda.is_available():
+    device = args.device or ("cpu" if args.toy else "cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
         print("Error: no CUDA device (use --toy for the CPU plumbing check)", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="ltx2-gpu-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ltx2-gpu-") as tmp, ExitStack() as stack:
         if args.toy:
-            root = toy_checkpoint(Path(tmp) / "toy")
+            root, weights = toy_checkpoint(Path(tmp) / "toy"), "toy"
         elif args.checkpoint is not None:
-            root = args.checkpoint
+            root, weights = args.checkpoint, str(args.checkpoint)
         else:
-            root = random_real_checkpoint(Path(tmp) / "random-real", device)
-        name = torch.cuda.get_device_name() if device == "cuda" else "CPU (toy: timings mean nothing)"
-        weights = "toy" if args.toy else str(args.checkpoint) if args.checkpoint else "random real-size bf16"
+            root, weights = random_real_checkpoint(Path(tmp) / "random-real"), "random real-size bf16"
+            stack.enter_context(redirect_loading(device))
+        name = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"{device} (timings: plumbing only)"
         print(f"device: {name}; weights: {weights}")
         print(f"anchor: {ANCHOR}")
         results = []
