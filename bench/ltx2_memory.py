@@ -130,6 +130,45 @@ def measure_vae_decode(width: int, height: int, frames: int, tiled: bool) -> int
     return tracker.peak
 
 
+def measure_gemma(seq_len: int = 1024) -> int:
+    """One prompt's Gemma pass with all hidden states, stacked as diffusers' LTX-2 encode does."""
+    import torch
+    import transformers.masking_utils as masking
+
+    from clipforge.engines.ltx2_real import build_real_components
+
+    te = build_real_components("meta", torch.bfloat16, names=("text_encoder",))["text_encoder"]
+    ids = torch.zeros(1, seq_len, dtype=torch.long, device="meta")
+    original = masking._ignore_causal_mask_sdpa  # it asks a meta tensor for a value
+    masking._ignore_causal_mask_sdpa = lambda *args, **kwargs: False
+    try:
+        with torch.inference_mode(), LiveTensors() as tracker:
+            out = te(input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True)
+            torch.stack(out.hidden_states, dim=-1)
+    finally:
+        masking._ignore_causal_mask_sdpa = original
+    return tracker.peak
+
+
+def measure_connectors(seq_len: int = 1024, rows: int = 2) -> int:
+    """The text connectors on `rows` stacked prompts (their input included)."""
+    import torch
+    import torch.nn.functional as F
+
+    from clipforge.engines.ltx2_real import CONNECTORS, build_real_components
+
+    conn = build_real_components("meta", torch.bfloat16, names=("connectors",))["connectors"]
+    width = CONNECTORS["caption_channels"] * CONNECTORS["text_proj_in_factor"]
+    original, F.scaled_dot_product_attention = F.scaled_dot_product_attention, _flash_like_sdpa
+    try:
+        with torch.inference_mode(), LiveTensors() as tracker:
+            x = torch.empty(rows, seq_len, width, device="meta", dtype=torch.bfloat16).clone()
+            conn(x, torch.ones(rows, seq_len, device="meta", dtype=torch.long), padding_side="left")
+    finally:
+        F.scaled_dot_product_attention = original
+    return tracker.peak
+
+
 def print_counts() -> bool:
     import torch
 
@@ -178,6 +217,8 @@ def print_measured() -> None:
               mem.transformer_pass_bytes(mem.video_tokens(1280, 704, 121), 2, True)),
              ("transformer 1280x704x241 i2v CFG", lambda: measure_transformer_pass(1280, 704, 241, 2, True),
               mem.transformer_pass_bytes(mem.video_tokens(1280, 704, 241), 2, True)),
+             ("gemma 1024 tokens, one prompt", measure_gemma, mem.gemma_bytes(1024, cfg=False)),
+             ("connectors 1024 tokens, 2 rows", measure_connectors, mem.connector_bytes(1024, 2)),
              ("vae decode 1280x704x121 untiled", lambda: measure_vae_decode(1280, 704, 121, False),
               mem.vae_decode_bytes(1280, 704, 121, False)),
              ("vae decode 1280x704x241 tiled", lambda: measure_vae_decode(1280, 704, 241, True),

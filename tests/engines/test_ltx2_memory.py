@@ -105,6 +105,14 @@ def test_activation_model_matches_the_live_tensor_tracker(per_token_timestep: bo
     assert abs(model - measured) / measured < 0.10
 
 
+def test_text_encoder_and_connector_model_match_the_tracker() -> None:
+    bench = bench_module()
+    measured = bench.measure_gemma(256), bench.measure_connectors(256, rows=2)
+    model = mem.gemma_bytes(256, cfg=False), mem.connector_bytes(256, 2)
+    for m, t in zip(model, measured, strict=True):
+        assert abs(m - t) / t < 0.10
+
+
 def test_image_conditioning_roughly_doubles_the_transformer_activations() -> None:
     t2v, i2v = (mem.estimate(mem.Workload(1280, 704, 121, task=task)) for task in ("t2v", "i2v"))
     denoise = {e.workload.task: next(p for p in e.phases if p.name == "denoise").activation for e in (t2v, i2v)}
@@ -157,6 +165,14 @@ def test_distilled_lora_moves_an_80_gb_card_to_the_cpu_text_encoder(real_size_ch
     assert with_lora.estimate.lora == 2 * 3_700_000_000
     assert with_lora.name == "text_encoder_cpu" and with_lora.offload == "none" and with_lora.text_encoder_on_cpu
     assert mem.plan_for(config, root, root / "latent_upsampler", card(141)).name == "none"
+
+
+def test_a_configured_cpu_text_encoder_is_not_counted_on_the_gpu(real_size_checkpoint: Path) -> None:
+    root, up = real_size_checkpoint, real_size_checkpoint / "latent_upsampler"
+    config = {"path": str(root), "text_encoder_device": "cpu"}
+    plan = mem.plan_for(config, root, up, card(48))
+    assert plan.estimate.weights["text_encoder"] == 0
+    assert plan.estimate.peaks["none"] == plan.estimate.peaks["text_encoder_cpu"]
 
 
 def test_ten_seconds_needs_more_than_five() -> None:

@@ -19,9 +19,11 @@ The estimate (`estimate`) is weights + activations, per phase of a job:
   add no peak); i2v and first + last frame use per-token timesteps, whose modulation tensors make
   a token 2.27x as costly as in t2v. Attention is assumed memory-efficient (flash / SDPA kernels, no
   tokens x tokens matrix), as diffusers uses on CUDA. VAE decode: bytes per output pixel-frame,
-  untiled; tiled, one 512x512 tile over all frames plus the output. Gemma: measured forward with all
-  hidden states kept, plus the fp32 packing of the stacked hidden states (analytic). Audio decode:
-  an allowance per second (not measured; it is under 1 % of the total).
+  untiled; tiled, one 512x512 tile over all frames plus the output. Gemma: one prompt's forward with
+  its 49 hidden states stacked, while the other prompt's stack is kept. Connectors: per token and
+  row (prompt + negative), dominated by their float32 normalisation of the stacked states (4.7 GiB
+  at 1024 tokens with CFG: more than a 5 s t2v transformer pass). Audio decode: an allowance per
+  second (not measured; under 1 % of the total).
 - a fit needs `peak x (1 + MARGIN) + RESERVE` <= free memory: allocator fragmentation, cuBLAS
   workspaces and the CUDA context are not modelled, so a margin stands for them.
 What is not modelled: torch.compile's extra buffers, other processes on the GPU (free memory is read
@@ -55,7 +57,9 @@ VAE_BYTES_PER_PIXEL_FRAME = 85.2
 VAE_TILE_BYTES_PER_PIXEL_FRAME = 80.7
 VAE_TILED_OUTPUT_BYTES_PER_PIXEL_FRAME = 3.13
 VAE_TILE = 512
-GEMMA_BYTES_PER_TOKEN = 1_670_000  # measured: 1.59 GiB at 1024 tokens, hidden states kept
+GEMMA_BYTES_PER_TOKEN = 1_670_000  # one prompt's pass, its 49 hidden states stacked (1.59 GiB at 1024)
+STACKED_BYTES_PER_TOKEN = (GEMMA_TEXT["num_hidden_layers"] + 1) * GEMMA_TEXT["hidden_size"] * 2  # what it keeps
+CONNECTOR_BYTES_PER_TOKEN = 2_446_000  # per token and row (prompt + negative = 2 rows): fp32 normalisation
 UPSAMPLER_BYTES_PER_VOXEL = 32_800  # per half-size latent voxel
 AUDIO_BYTES_PER_SECOND = 50_000_000  # allowance, not measured
 LARGEST_LEAF_PARAMS = GEMMA_TEXT["vocab_size"] * GEMMA_TEXT["hidden_size"]  # Gemma's token embedding
@@ -197,9 +201,16 @@ def vae_decode_bytes(width: int, height: int, frames: int, tiled: bool, scale: f
     return int(min(untiled, tile + out) * scale)
 
 
-def gemma_bytes(seq_len: int, layers: int = GEMMA_TEXT["num_hidden_layers"], scale: float = 1.0) -> int:
-    packing = (layers + 1) * GEMMA_TEXT["hidden_size"] * 4 * seq_len  # fp32 normalisation of stacked states
-    return int((GEMMA_BYTES_PER_TOKEN * seq_len + packing) * scale)
+def gemma_bytes(seq_len: int, cfg: bool, scale: float = 1.0) -> int:
+    """Prompt and negative prompt are encoded one after the other: the second pass runs while the first
+    one's stacked hidden states are kept."""
+    kept = STACKED_BYTES_PER_TOKEN * seq_len if cfg else 0
+    return int((GEMMA_BYTES_PER_TOKEN * seq_len + kept) * scale)
+
+
+def connector_bytes(seq_len: int, rows: int, scale: float = 1.0) -> int:
+    """The connectors take the stacked hidden states of all rows at once (the input is in the figure)."""
+    return int(rows * seq_len * CONNECTOR_BYTES_PER_TOKEN * scale)
 
 
 def phases(work: Workload, scale: float = 1.0) -> list[Phase]:
@@ -209,8 +220,8 @@ def phases(work: Workload, scale: float = 1.0) -> list[Phase]:
     full = video_tokens(work.width, work.height, work.frames)
     if work.task == "flf":  # room for one appended keyframe latent frame (reference-style conditioning)
         full += (work.height // 32) * (work.width // 32)
-    out = [Phase("encode", ("text_encoder",), gemma_bytes(work.seq_len, scale=scale)),
-           Phase("connectors", ("connectors",), int(2 * work.seq_len * 3840 * 2 * 8 * scale))]
+    out = [Phase("encode", ("text_encoder",), gemma_bytes(work.seq_len, work.cfg, scale)),
+           Phase("connectors", ("connectors",), connector_bytes(work.seq_len, rows, scale))]
     if work.two_stage:
         half = max(1, full // 4)
         out.append(Phase("stage1", ("transformer",), transformer_pass_bytes(half, rows, per_token_t, scale)))
@@ -335,6 +346,8 @@ def plan_for(config: Mapping[str, Any], root: Path | None, upsampler: Path | Non
     two_stage = upsampler is not None and str(config.get("two_stage", "auto")).lower() not in ("false", "off")
     if upsampler is None:
         params["latent_upsampler"] = 0
+    if str(config.get("text_encoder_device") or "").startswith("cpu"):  # Gemma is configured off the GPU
+        params["text_encoder"] = 0
     dtype = dtype_name(config, on_cuda=on_cuda)
     te_dtype = dtype_name(config, "text_encoder_dtype", on_cuda) if config.get("text_encoder_dtype") else None
     work = worst_workload(config, two_stage, on_cuda)
