@@ -224,3 +224,16 @@ def test_models_verbose_prints_the_estimate_and_plan(monkeypatch: pytest.MonkeyP
     assert "79.2 GiB free -> offload plan 'none'" in result.output
     quiet = CliRunner().invoke(main, ["models", "--models-config", str(toml)])
     assert "memory:" not in quiet.output
+
+
+def test_a_failing_estimate_never_makes_the_engine_unready(monkeypatch: pytest.MonkeyPatch,
+                                                            real_size_checkpoint: Path) -> None:
+    def broken(*args, **kwargs):
+        raise ValueError("bad header")
+
+    monkeypatch.setattr(mem, "plan_for", broken)
+    ready = LTX2Engine.readiness({"path": str(real_size_checkpoint), "offload": "model"})
+    assert ready.ready
+    assert ready.detail == ("memory: no estimate (ValueError: bad header) (not used: offload = 'model' is "
+                            "configured)")
+    assert ready.as_dict() == {"ready": True, "reason": None, "detail": ready.detail}

@@ -264,7 +264,7 @@ class LTX2Engine(Engine):
         self._stop: BaseException | None = None
         self.memory_plan: Any = None  # ltx2_memory.Plan, set at load when offload = "auto"
 
-    # -- readiness (cheap: no torch import)
+    # -- readiness (cheap: no weights loaded; torch only to ask the driver for free memory)
 
     @classmethod
     def readiness(cls, config: dict[str, Any]) -> Readiness:
@@ -290,7 +290,10 @@ class LTX2Engine(Engine):
         if str(config.get("preset", "standard")) == "fast" and not (config.get("distilled") or lora):
             return Readiness(False, "preset 'fast' needs distilled weights: set distilled = true for a distilled "
                                     "checkpoint, or distilled_lora")
-        detail = cls._memory_plan(config, root, upsampler).summary()
+        try:
+            detail = cls._memory_plan(config, root, upsampler).summary()
+        except Exception as exc:  # an estimate is advice: it never makes the engine unready
+            detail = f"memory: no estimate ({type(exc).__name__}: {exc})"
         if str(config.get("offload", "auto")) != "auto":
             detail += f" (not used: offload = {config.get('offload')!r} is configured)"
         return Readiness(True, detail=detail)

@@ -242,14 +242,14 @@ def phases(work: Workload, scale: float = 1.0) -> list[Phase]:
 def weight_bytes(params: Mapping[str, int], dtype: str, text_encoder_dtype: str | None = None,
                  fp32: tuple[str, ...] = ("vocoder",)) -> dict[str, int]:
     """Bytes per component when loaded in `dtype` (`fp32` components stay in float32)."""
-    size = DTYPE_BYTES[dtype]
+    size = DTYPE_BYTES.get(dtype, 2)
     out = {}
     for name in COMPONENTS:
         n = params.get(name, 0)
         if name in fp32:
             out[name] = n * 4
         elif name == "text_encoder" and text_encoder_dtype:
-            out[name] = n * DTYPE_BYTES[text_encoder_dtype]
+            out[name] = n * DTYPE_BYTES.get(text_encoder_dtype, 2)
         else:
             out[name] = n * size
     return out
@@ -259,11 +259,12 @@ def estimate(work: Workload, params: Mapping[str, int] | None = None, dtype: str
              lora_params: int = 0, text_encoder_dtype: str | None = None) -> Estimate:
     """Weights + per-phase activations for `work`; `params` default to the real 19B checkpoint's."""
     params = dict(REAL_PARAMS if params is None else params)
-    scale = DTYPE_BYTES[dtype] / 2
+    scale = DTYPE_BYTES.get(dtype, 2) / 2
     weights = weight_bytes(params, dtype, text_encoder_dtype)
     # a smaller checkpoint's largest module is smaller than the real Gemma embedding: cap by its weights
-    leaf = min(LARGEST_LEAF_PARAMS * DTYPE_BYTES[text_encoder_dtype or dtype], max(weights.values()))
-    return Estimate(weights, phases(work, scale), lora=lora_params * DTYPE_BYTES[dtype], leaf=leaf, workload=work)
+    leaf = min(LARGEST_LEAF_PARAMS * DTYPE_BYTES.get(text_encoder_dtype or dtype, 2), max(weights.values()))
+    return Estimate(weights, phases(work, scale), lora=lora_params * DTYPE_BYTES.get(dtype, 2), leaf=leaf,
+                    workload=work)
 
 
 def safetensors_params(path: Path) -> int:
