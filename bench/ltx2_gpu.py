@@ -52,7 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=40, help="stage-1 steps of `standard`")
     parser.add_argument("--offload", default="auto")
     parser.add_argument("--two-stage", choices=["auto", "true", "false"], default="auto")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 1 on CUDA, 0 on CPU)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed runs before each preset's first case (default 1 on CUDA, 0 on CPU)")
     parser.add_argument("--toy", action="store_true", help="CPU, tiny widths, one transformer layer, 64x64, 2 steps")
     parser.add_argument("--device", default=None, help="torch device (default: cuda; cpu with --toy)")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -203,13 +204,15 @@ def run_preset(args: argparse.Namespace, root: Path, preset: str, device: str) -
     print(f"{preset}: loaded in {time.perf_counter() - t0:.1f}s" + (f"; {plan.summary()}" if plan else ""),
           flush=True)
     sizes = [(64, 64)] if args.toy else [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    warmup = args.warmup if args.warmup is not None else (0 if device == "cpu" else 1)
     results = []
     try:
         for width, height in sizes:
             for task in args.tasks.split(","):
-                for _ in range(args.warmup if args.warmup is not None else (1 if device != "cpu" else 0)):
+                for _ in range(warmup if not results else 0):
                     timed_run(engine, preset, task, width, height, device)
                 result = timed_run(engine, preset, task, width, height, device)
+                result["estimated_peak_gib"] = estimated_peak(engine, args, root, plan, result)
                 print(row(result), flush=True)
                 results.append(result)
     finally:
@@ -217,11 +220,32 @@ def run_preset(args: argparse.Namespace, root: Path, preset: str, device: str) -
     return results
 
 
+def estimated_peak(engine: Any, args: argparse.Namespace, root: Path, plan: Any, result: dict[str, Any]) -> Any:
+    """What the memory planner predicts for this run (weights + the run's largest phase), in GiB: printed
+    next to the measured peak so a GPU run checks the planner."""
+    from clipforge.engines import ltx2_memory as mem
+
+    info = result["info"]
+    offload = plan.name if plan is not None else args.offload
+    if offload not in mem.PLANS or "model_width" not in info:
+        return None
+    guidance = info.get("guidance") or [1.0]
+    work = mem.Workload(int(info["model_width"]), int(info["model_height"]), int(info.get("model_frames", 121)),
+                        task=str(info.get("mode", result["task"])), two_stage=bool(info.get("two_stage")),
+                        cfg=float(guidance[0]) > 1.0, vae_tiling=not args.toy,
+                        seq_len=int(engine.config.get("max_sequence_length", 1024)))
+    params = mem.checkpoint_params(root, root / "latent_upsampler")
+    dtype = str(getattr(engine, "dtype", "bfloat16")).replace("torch.", "")
+    est = mem.estimate(work, params, dtype, mem.lora_params(engine.config.get("distilled_lora")))
+    return round(est.peaks[offload] / mem.GIB, 2)
+
+
 def row(r: dict[str, Any]) -> str:
     per_step = ", ".join(f"{stage} {s:.3f}" for stage, s in r["seconds_per_step"].items())
     peak = f"{r['peak_reserved_gib']:6.1f}" if r["peak_reserved_gib"] is not None else "     -"
+    est = f"{r['estimated_peak_gib']:6.1f}" if r.get("estimated_peak_gib") is not None else "     -"
     return (f"{r['preset']:9s} {r['task']:4s} {r['size']:14s} {r['steps']:4d} steps  s/step: {per_step:34s} "
-            f"peak reserved GiB {peak}  end-to-end {r['end_to_end_s']:8.2f} s")
+            f"peak reserved GiB {peak} (planner {est})  end-to-end {r['end_to_end_s']:8.2f} s")
 
 
 def main(argv: list[str] | None = None) -> int:

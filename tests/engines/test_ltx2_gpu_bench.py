@@ -30,6 +30,7 @@ def test_gpu_bench_runs_at_toy_size(tmp_path: Path, capsys: pytest.CaptureFixtur
         assert set(r["seconds_per_step"]) == {"stage1", "stage2"}
         assert all(s > 0 for s in r["seconds_per_step"].values())
         assert r["peak_reserved_gib"] is None  # no CUDA here
+        assert r["estimated_peak_gib"] > 0  # the planner's prediction for the same job, printed next to it
         assert f"{r['preset']:9s} {r['task']:4s} 64x64x121" in out
     # fast: 8 distilled + 3 refine steps; standard: the toy's 2 steps + 3 refine steps
     assert [r["steps"] for r in results] == [11, 11, 5, 5]
