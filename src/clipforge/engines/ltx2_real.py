@@ -7,9 +7,9 @@ configs have when built (on the meta device: no memory, no download). The memory
 `bench/ltx2_memory.py` on the meta device to check the counts, `bench/ltx2_gpu.py` randomly
 initialised on a GPU when no checkpoint is at hand. Importing this module does not import torch.
 
-    build_real_components("meta")                       # every component, real size, no memory
+    build_real_components("meta")                        # every component, real size, no memory
     build_real_components("cuda", dtype=torch.bfloat16)  # random weights (timings only)
-    build_real_components("cpu", num_layers=1, width_scale=...)  # see `toy` below
+    build_real_components("meta", num_layers=1, names=("transformer",))  # one block, real widths
 """
 
 from __future__ import annotations
