@@ -352,7 +352,9 @@ def migrate(**options: Any) -> None:
 @main.command()
 @click.option("--models-config", envvar="CLIPFORGE_MODELS_CONFIG", show_envvar=True, default=None,
               type=click.Path(path_type=Path, exists=True, dir_okay=False), help="Routing TOML file.")
-def models(models_config: Path | None) -> None:
+@click.option("--verbose", "-v", is_flag=True, help="Also print each engine's details (ltx2: memory estimate and "
+              "offload plan).")
+def models(models_config: Path | None, verbose: bool) -> None:
     """List model ids, their engines, and whether each engine is ready on this machine."""
     from clipforge.core.routing import load_routing
     from clipforge.engines.registry import check_routing, engine_readiness
@@ -365,6 +367,8 @@ def models(models_config: Path | None) -> None:
         for name in route.engines:
             s = states[name]
             click.echo(f"    {name:10s} {'ready' if s.ready else 'not ready: ' + (s.reason or '')}")
+            if verbose and s.detail:
+                click.echo(f"    {'':10s} {s.detail}")
 
 
 # -- selftest ---------------------------------------------------------------------------------------

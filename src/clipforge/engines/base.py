@@ -36,9 +36,13 @@ class Readiness:
     ready: bool
     reason: str | None = None
     limits: dict[str, Any] = field(default_factory=dict)  # see clipforge.core.capabilities
+    detail: str | None = None  # e.g. ltx2's memory estimate and offload plan (`clipforge models --verbose`)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ready": self.ready, "reason": self.reason, "limits": self.limits}
+        out: dict[str, Any] = {"ready": self.ready, "reason": self.reason, "limits": self.limits}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
 
 
 @dataclass

@@ -48,7 +48,9 @@ Config (`[engines.ltx2]`), all optional except `path`:
   dtype                 "auto" (bfloat16 on CUDA, float32 on CPU) | bfloat16 | float16 | float32
                         (the vocoder always runs in float32)
   device                "auto" (cuda if available) | cuda | cuda:1 | cpu ...
-  offload               none | model | sequential | group (CPU offload flavours of diffusers) | auto
+  offload               "auto" (default: the cheapest of none / text encoder on CPU / model / sequential
+                        whose estimated peak fits the GPU's free memory at load; see ltx2_memory)
+                        | none | model | sequential | group (CPU offload flavours of diffusers)
   vae_tiling            decode the VAE in spatial tiles (default true on CUDA)
   vae_temporal_tiling   experimental: also decode in overlapping groups of frames (default false)
   compile               regional torch.compile of the transformer blocks (default false)
@@ -89,7 +91,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRESETS = ("standard", "fast")
-OFFLOAD_MODES = ("none", "model", "sequential", "group", "auto")
+OFFLOAD_MODES = ("auto", "none", "model", "sequential", "group")
 DTYPES = ("auto", "bfloat16", "float16", "float32", "bf16", "fp16", "half", "fp32", "float")
 AUTO_OR_BOOL = ("auto", True, False, "true", "false")
 _NUM, _INT, _STR, _BOOL = (float,), (int,), (str,), (bool,)
@@ -331,7 +333,7 @@ class LTX2Engine(Engine):
         self.preset = str(c.get("preset", "standard"))
         if self.preset not in PRESETS:
             raise ValueError(f"[engines.ltx2] preset must be one of {PRESETS}, not {self.preset!r}")
-        self.offload = str(c.get("offload", "none"))
+        self.offload = str(c.get("offload", "auto"))
         if self.offload not in OFFLOAD_MODES:
             raise ValueError(f"[engines.ltx2] offload must be one of {OFFLOAD_MODES}, not {self.offload!r}")
         self.max_pixels = int(c.get("max_pixels", DEFAULT_MAX_PIXELS))
@@ -352,8 +354,9 @@ class LTX2Engine(Engine):
         self._progress: tuple[int, int, str] = (0, 0, "")
         self._on_step: StepCallback = no_progress
         self._stop: BaseException | None = None
+        self.memory_plan: Any = None  # ltx2_memory.Plan, set at load when offload = "auto"
 
-    # -- readiness (cheap: no torch import)
+    # -- readiness (cheap: no weights loaded; torch only to ask the driver for free memory)
 
     @classmethod
     def readiness(cls, config: dict[str, Any]) -> Readiness:
@@ -383,7 +386,22 @@ class LTX2Engine(Engine):
         if str(config.get("preset", "standard")) == "fast" and not (config.get("distilled") or lora):
             return Readiness(False, "preset 'fast' needs distilled weights: set distilled = true for a distilled "
                                     "checkpoint, or distilled_lora")
-        return Readiness(True)
+        try:
+            two_stage = _two_stage_setting(config) != "off" and _has_distilled_weights(config)
+            detail = cls._memory_plan(config, root, upsampler if two_stage else None).summary()
+        except Exception as exc:  # an estimate is advice: it never makes the engine unready
+            detail = f"memory: no estimate ({type(exc).__name__}: {exc})"
+        if str(config.get("offload", "auto")) != "auto":
+            detail += f" (not used: offload = {config.get('offload')!r} is configured)"
+        return Readiness(True, detail=detail)
+
+    @staticmethod
+    def _memory_plan(config: dict[str, Any], root: Path | None, upsampler: Path | None) -> Any:
+        """The memory estimate for this config and the offload plan `auto` picks on this machine."""
+        from clipforge.engines import ltx2_memory
+
+        free = ltx2_memory.device_free_bytes(str(config.get("device", "auto")))
+        return ltx2_memory.plan_for(config, root, upsampler if _two_stage_setting(config) != "off" else None, free)
 
     # -- loading
 
@@ -430,6 +448,13 @@ class LTX2Engine(Engine):
         if upsampler_dir is not None and mode == "auto" and not self.two_stage:
             log.warning("ltx2: latent upsampler found but no distilled weights (%s or distilled = true): "
                         "running one stage", DISTILLED_LORA_FILE)
+        offload, te_device = self.offload, c.get("text_encoder_device")
+        if offload == "auto":
+            self.memory_plan = self._memory_plan(dict(c, device=str(self.device)), root,
+                                                 upsampler_dir if self.two_stage else None)
+            offload = self.memory_plan.offload
+            te_device = te_device or ("cpu" if self.memory_plan.text_encoder_on_cpu else None)
+            log.info("ltx2: %s", self.memory_plan.summary())
 
         # Image conditions (first frame, first + last) go through one condition pipeline, which
         # re-encodes them at each stage's size (diffusers' I2V pipeline ignores `image` in stage 2).
@@ -449,7 +474,6 @@ class LTX2Engine(Engine):
             i2v.scheduler.config, use_dynamic_shifting=False, shift_terminal=None)
 
         # Where Gemma runs: with the pipelines (and their offload), or on its own device.
-        te_device = c.get("text_encoder_device")
         te_device = self._device(te_device) if te_device else None
         if te_device is not None and te_device != self.device:
             te_dtype = self._dtype(c.get("text_encoder_dtype", str(self.dtype).replace("torch.", "")), te_device)
@@ -479,7 +503,7 @@ class LTX2Engine(Engine):
         with _quiet("diffusers.models.modeling_utils"):  # it warns about keep-in-fp32 modules: there are none
             i2v.vocoder.to(torch.float32)  # bf16 accumulation degrades the vocoder (Lightricks runs it in fp32)
         self._freeze()
-        self._place(torch)
+        self._place(torch, offload)
         if c.get("vae_tiling", self.device.type == "cuda"):
             i2v.vae.enable_tiling()
         if c.get("vae_temporal_tiling", False):  # experimental: see engines/ltx2_vae.py
@@ -491,7 +515,7 @@ class LTX2Engine(Engine):
         self.load_seconds = time.perf_counter() - started
         self._loaded = True
         log.info("ltx2: loaded %s in %.1fs (device %s, %s, offload %s, two-stage %s)", root,
-                 self.load_seconds, self.device, self.dtype, self.offload, self.two_stage)
+                 self.load_seconds, self.device, self.dtype, self._offload, self.two_stage)
 
     @staticmethod
     def _device(name: Any) -> torch.device:
@@ -523,10 +547,9 @@ class LTX2Engine(Engine):
             return str(value).lower() == "true"
         return bool(getattr(transformer, "prompt_modulation", False))  # LTX-2.3+ modulates by the other sigma
 
-    def _place(self, torch: Any) -> None:
+    def _place(self, torch: Any, offload: str) -> None:
         """Put the shared components on the device, or set up one of diffusers' offload modes."""
         base = self._pipes["i2v"]
-        offload = "none" if self.offload == "auto" else self.offload  # "auto": no offload until it can choose
         if self.device.type == "cpu" and offload != "none":
             log.warning("ltx2: offload=%s needs an accelerator; running on CPU without offload", offload)
             offload = "none"
