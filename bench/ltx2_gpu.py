@@ -64,10 +64,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def toy_checkpoint(root: Path) -> Path:
-    """The tiny LTX-2 with its transformer cut to one layer, written as a diffusers directory."""
+    """The tiny LTX-2 with its transformer cut to one layer, written as a diffusers directory, with a tiny
+    distilled LoRA beside it."""
     from diffusers import LTX2Pipeline, LTX2VideoTransformer3DModel
 
-    from clipforge.engines.ltx2_tiny import tiny_components
+    from clipforge.engines.ltx2_tiny import TINY_LORA_FILE, tiny_components, write_tiny_lora
 
     components = tiny_components()
     upsampler = components.pop("latent_upsampler")
@@ -75,6 +76,7 @@ def toy_checkpoint(root: Path) -> Path:
     components["transformer"] = LTX2VideoTransformer3DModel(**dict(config, num_layers=1))
     LTX2Pipeline(**components).save_pretrained(str(root), safe_serialization=True)
     upsampler.save_pretrained(str(root / "latent_upsampler"), safe_serialization=True)
+    write_tiny_lora(components["transformer"], root / TINY_LORA_FILE, seed=0)  # two-stage needs distilled weights
     return root
 
 
@@ -98,9 +100,10 @@ def redirect_loading(device: str) -> Iterator[None]:
     bf16 weights on `device`: 64 GiB cannot be written to and read back from disk for a timing run."""
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler
-    from diffusers.pipelines.ltx2 import LTX2ImageToVideoPipeline, LTX2LatentUpsamplerModel
+    from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel
 
     from clipforge.engines import ltx2_real
+    from clipforge.engines.ltx2_conditions import PixelConditionPipeline
     from clipforge.engines.ltx2_tiny import _tokenizer
 
     built: dict[str, Any] = {}
@@ -117,11 +120,11 @@ def redirect_loading(device: str) -> Iterator[None]:
         scheduler = FlowMatchEulerDiscreteScheduler(
             use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05, base_image_seq_len=1024,
             max_image_seq_len=4096, shift_terminal=0.1)
-        return LTX2ImageToVideoPipeline(scheduler=scheduler, tokenizer=_tokenizer(1024), **parts)
+        return PixelConditionPipeline(scheduler=scheduler, tokenizer=_tokenizer(1024), **parts)
 
-    classes = (LTX2ImageToVideoPipeline, LTX2LatentUpsamplerModel)
+    classes = (PixelConditionPipeline, LTX2LatentUpsamplerModel)
     saved = [cls.__dict__.get("from_pretrained") for cls in classes]
-    LTX2ImageToVideoPipeline.from_pretrained = classmethod(pipeline)
+    PixelConditionPipeline.from_pretrained = classmethod(pipeline)
     LTX2LatentUpsamplerModel.from_pretrained = classmethod(lambda cls, *a, **k: components()["latent_upsampler"])
     try:
         yield
@@ -185,7 +188,10 @@ def engine_config(args: argparse.Namespace, root: Path, distilled: bool, device:
     if args.distilled_lora:
         config["distilled_lora"] = str(args.distilled_lora)
     if args.toy:
+        from clipforge.engines.ltx2_tiny import TINY_LORA_FILE
+
         config.update(dtype="float32", max_pixels=64 * 64, max_sequence_length=32, steps=2)
+        config.setdefault("distilled_lora", str(root / TINY_LORA_FILE))
     return config
 
 
@@ -229,7 +235,7 @@ def estimated_peak(engine: Any, args: argparse.Namespace, root: Path, plan: Any,
     offload = plan.name if plan is not None else args.offload
     if offload not in mem.PLANS or "model_width" not in info:
         return None
-    guidance = info.get("guidance") or [1.0]
+    guidance = info.get("guidance_scales") or [1.0]
     work = mem.Workload(int(info["model_width"]), int(info["model_height"]), int(info.get("model_frames", 121)),
                         task=str(info.get("mode", result["task"])), two_stage=bool(info.get("two_stage")),
                         cfg=float(guidance[0]) > 1.0, vae_tiling=not args.toy,

@@ -40,9 +40,10 @@ def test_gpu_bench_random_weights_load_through_the_engine(tmp_path: Path, monkey
     """Without a checkpoint the script builds the real configs with random weights and redirects the
     engine's loading to them; here the builder is swapped for the tiny components (same classes) so the
     redirect, the skeleton checkpoint and the restore run on the CPU."""
-    from diffusers.pipelines.ltx2 import LTX2ImageToVideoPipeline, LTX2LatentUpsamplerModel
+    from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel
 
     from clipforge.engines import ltx2_real
+    from clipforge.engines.ltx2_conditions import PixelConditionPipeline
     from clipforge.engines.ltx2_tiny import tiny_components
 
     calls: list[tuple[str, object]] = []
@@ -57,7 +58,7 @@ def test_gpu_bench_random_weights_load_through_the_engine(tmp_path: Path, monkey
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     report = tmp_path / "gpu.json"
-    before = LTX2ImageToVideoPipeline.from_pretrained, LTX2LatentUpsamplerModel.from_pretrained
+    before = PixelConditionPipeline.from_pretrained, LTX2LatentUpsamplerModel.from_pretrained
     args = ["--device", "cpu", "--sizes", "64x64", "--steps", "2", "--tasks", "t2v", "--warmup", "0",
             "--json", str(report)]
     assert bench.main(args) == 0
@@ -67,4 +68,4 @@ def test_gpu_bench_random_weights_load_through_the_engine(tmp_path: Path, monkey
     # built once, in bf16 on the asked device, and shared by both engine loads (fast: distilled, standard: not)
     assert calls == [("cpu", torch.bfloat16)]
     # loading is restored afterwards
-    assert (LTX2ImageToVideoPipeline.from_pretrained, LTX2LatentUpsamplerModel.from_pretrained) == before
+    assert (PixelConditionPipeline.from_pretrained, LTX2LatentUpsamplerModel.from_pretrained) == before

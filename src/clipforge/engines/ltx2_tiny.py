@@ -145,7 +145,7 @@ TINY_LORA_FILE = "tiny-distilled-lora.safetensors"
 """A random LoRA on the tiny transformer, in the place of `ltx-2-19b-distilled-lora-384.safetensors`."""
 
 
-def _write_tiny_lora(transformer: Any, path: Path, seed: int) -> None:
+def write_tiny_lora(transformer: Any, path: Path, seed: int) -> None:
     """A rank-4 LoRA on every attention projection, saved as diffusers' LTX-2 LoRA loader reads it."""
     import torch
     from diffusers import LTX2Pipeline
@@ -173,7 +173,7 @@ def build_tiny_ltx2(path: Path, seed: int = 0) -> Path:
     pipe = LTX2Pipeline(**components)
     pipe.save_pretrained(str(path), safe_serialization=True)
     upsampler.save_pretrained(str(path / "latent_upsampler"), safe_serialization=True)
-    _write_tiny_lora(components["transformer"], path / TINY_LORA_FILE, seed)
+    write_tiny_lora(components["transformer"], path / TINY_LORA_FILE, seed)
     return path
 
 
