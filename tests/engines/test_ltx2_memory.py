@@ -236,4 +236,4 @@ def test_a_failing_estimate_never_makes_the_engine_unready(monkeypatch: pytest.M
     assert ready.ready
     assert ready.detail == ("memory: no estimate (ValueError: bad header) (not used: offload = 'model' is "
                             "configured)")
-    assert ready.as_dict() == {"ready": True, "reason": None, "detail": ready.detail}
+    assert ready.as_dict() == {"ready": True, "reason": None, "limits": {}, "detail": ready.detail}

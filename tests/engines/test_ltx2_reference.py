@@ -323,7 +323,7 @@ def fake_oom(*args, **kwargs):
 def test_a_failed_load_releases_everything_it_loaded(tiny_ltx2, monkeypatch, error):
     held: list[weakref.ref] = []
 
-    def place_fails(self, torch_module):
+    def place_fails(self, torch_module, offload="none"):
         held.extend(weakref.ref(m) for m in self._modules())
         raise error("CUDA out of memory. Tried to allocate 35.00 GiB")
 

@@ -91,7 +91,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRESETS = ("standard", "fast")
-OFFLOAD_MODES = ("auto", "none", "model", "sequential", "group")
+OFFLOAD_MODES = ("none", "model", "sequential", "group", "auto")
 DTYPES = ("auto", "bfloat16", "float16", "float32", "bf16", "fp16", "half", "fp32", "float")
 AUTO_OR_BOOL = ("auto", True, False, "true", "false")
 _NUM, _INT, _STR, _BOOL = (float,), (int,), (str,), (bool,)
@@ -101,7 +101,7 @@ OPTIONS = (
     Option("path", _STR), Option("cache_dir", _STR), Option("upsampler", _STR),
     Option("two_stage", choices=AUTO_OR_BOOL), Option("preset", choices=PRESETS),
     Option("distilled", _BOOL), Option("distilled_lora", _STR), Option("steps", _INT),
-    Option("guidance_scale", _NUM), Option("audio_guidance_scale", _NUM), Option("stg_scale", _NUM),
+    Option("guidance", choices=("reference", "cheap")), Option("guidance_scale", _NUM), Option("audio_guidance_scale", _NUM), Option("stg_scale", _NUM),
     Option("stg_blocks", (list,)), Option("modality_scale", _NUM), Option("guidance_rescale", _NUM),
     Option("use_cross_timestep", choices=AUTO_OR_BOOL), Option("max_pixels", _INT),
     Option("max_sequence_length", _INT), Option("dtype", choices=DTYPES), Option("device", _STR),
@@ -387,8 +387,7 @@ class LTX2Engine(Engine):
             return Readiness(False, "preset 'fast' needs distilled weights: set distilled = true for a distilled "
                                     "checkpoint, or distilled_lora")
         try:
-            two_stage = _two_stage_setting(config) != "off" and _has_distilled_weights(config)
-            detail = cls._memory_plan(config, root, upsampler if two_stage else None).summary()
+            detail = cls._memory_plan(config, root, upsampler).summary()  # plans for two stages: an upper bound
         except Exception as exc:  # an estimate is advice: it never makes the engine unready
             detail = f"memory: no estimate ({type(exc).__name__}: {exc})"
         if str(config.get("offload", "auto")) != "auto":
@@ -450,8 +449,7 @@ class LTX2Engine(Engine):
                         "running one stage", DISTILLED_LORA_FILE)
         offload, te_device = self.offload, c.get("text_encoder_device")
         if offload == "auto":
-            self.memory_plan = self._memory_plan(dict(c, device=str(self.device)), root,
-                                                 upsampler_dir if self.two_stage else None)
+            self.memory_plan = self._memory_plan(dict(c, device=str(self.device)), root, upsampler_dir)
             offload = self.memory_plan.offload
             te_device = te_device or ("cpu" if self.memory_plan.text_encoder_on_cpu else None)
             log.info("ltx2: %s", self.memory_plan.summary())

@@ -52,7 +52,7 @@ def engine_readiness(name: str, config: dict[str, Any]) -> Readiness:
         return Readiness(False, str(exc))
     try:
         state = cls.readiness(options)
-        return Readiness(state.ready, state.reason, cls.limits(options))
+        return Readiness(state.ready, state.reason, cls.limits(options), state.detail)
     except Exception as exc:
         return Readiness(False, f"readiness check failed: {exc}")
 
