@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -204,3 +206,14 @@ def wait_terminal(client: httpx.Client, gen_id: str, timeout: float = 120) -> di
             return body
         time.sleep(0.25)
     raise TimeoutError(f"generation {gen_id} did not finish: {body}")
+
+
+@contextmanager
+def calls(module) -> Iterator[list[int]]:
+    """Count forward calls of a torch module."""
+    count = [0]
+    handle = module.register_forward_hook(lambda *a: count.__setitem__(0, count[0] + 1))
+    try:
+        yield count
+    finally:
+        handle.remove()

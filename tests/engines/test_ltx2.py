@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ from clipforge.core.spec import GenerationSpec
 from clipforge.engines.base import EngineRequest
 from clipforge.engines.ltx2 import LTX2Engine, frames_on_grid, guidance_for, model_size
 from clipforge.engines.ltx2_tiny import tiny_engine_config
+from helpers import calls
 
 
 def picture(width: int = 96, height: int = 64, seed: int = 0) -> Image.Image:
@@ -39,17 +38,6 @@ def request(mode: str = "t2v", width: int = 64, height: int = 36, **spec) -> Eng
         spec["tail_image"] = "inputs/x/tail.png"
         tail = picture(width, height, 2)
     return EngineRequest(GenerationSpec(**spec), width, height, image=image, tail_image=tail)
-
-
-@contextmanager
-def calls(module) -> Iterator[list[int]]:
-    """Count forward calls of a torch module."""
-    count = [0]
-    handle = module.register_forward_hook(lambda *a: count.__setitem__(0, count[0] + 1))
-    try:
-        yield count
-    finally:
-        handle.remove()
 
 
 def run(engine: LTX2Engine, req: EngineRequest, on_step=None):

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import gc
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ from clipforge.engines.base import EngineRequest
 from clipforge.engines.ltx2 import DISTILLED_LORA_FILE, LTX2Engine, model_size
 from clipforge.engines.ltx2_conditions import PixelConditionPipeline
 from clipforge.engines.ltx2_tiny import tiny_engine_config
+from helpers import calls
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "ltx2.md"
 
@@ -41,17 +40,6 @@ def request(mode: str = "t2v", width: int = 64, height: int = 36, **spec) -> Eng
         spec["tail_image"] = "inputs/x/tail.png"
         tail = Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
     return EngineRequest(GenerationSpec(**spec), width, height, image=image, tail_image=tail)
-
-
-@contextmanager
-def calls(module) -> Iterator[list[int]]:
-    """Count forward calls of a torch module."""
-    count = [0]
-    handle = module.register_forward_hook(lambda *a: count.__setitem__(0, count[0] + 1))
-    try:
-        yield count
-    finally:
-        handle.remove()
 
 
 def run(engine: LTX2Engine, req: EngineRequest):
