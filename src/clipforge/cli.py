@@ -165,6 +165,7 @@ def serve(host: str, port: int, workers: int, **options: Any) -> None:
     import uvicorn
 
     from clipforge.api.app import create_app
+    from clipforge.core.logs import uvicorn_log_config
 
     settings = build_settings(**options).with_keys()
     configure_logging(fmt=settings.log_format)
@@ -188,7 +189,7 @@ def serve(host: str, port: int, workers: int, **options: Any) -> None:
         if _wait_for_workers(app.state.services.store, procs, stopping):
             # JSON logs: leave logging to us (log_config=None), so uvicorn's records carry the request id too.
             uvicorn.run(app, host=host, port=port, log_level="info",
-                        **({"log_config": None} if settings.log_format == "json" else {}))
+                        log_config=None if settings.log_format == "json" else uvicorn_log_config())
     finally:
         _stop_workers(procs, settings.shutdown_grace_seconds)
 

@@ -9,12 +9,13 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from clipforge.api import params
 from clipforge.api.auth import require_key, require_policy
 from clipforge.api.limits import check_active_jobs
+from clipforge.api.polls import serve_poll_lean
 from clipforge.api.services import Services, services
 from clipforge.api.submit import ImageInput, Submission
 from clipforge.api.webhooks import webhook_from_body
@@ -113,12 +114,14 @@ def generation_view(job: Job, request: Request, svc: Services, position: int | N
     }
 
 
-def poll_response(job: Job, request: Request, response: Response, svc: Services) -> dict[str, Any]:
-    position = svc.store.queue_position(job) if job.status == JobStatus.QUEUED else None
-    eta = queue_eta_seconds(svc.store, job, position) if position is not None else None
-    if not job.terminal:
-        response.headers["Retry-After"] = str(svc.settings.poll_retry_after_seconds)
-    return generation_view(job, request, svc, position, eta)
+async def poll_response(job: Job, request: Request, svc: Services) -> JSONResponse:
+    """The poll answer, encoded here: a Response skips FastAPI's validation and re-encoding of a dict."""
+    position = eta = None
+    if job.status == JobStatus.QUEUED:
+        position = await svc.jobs.read(svc.store.queue_position, job)
+        eta = await svc.jobs.read(queue_eta_seconds, svc.store, job, position)
+    headers = None if job.terminal else {"Retry-After": str(svc.settings.poll_retry_after_seconds)}
+    return JSONResponse(generation_view(job, request, svc, position, eta), headers=headers)
 
 
 async def create_generation(request: Request, policy: KeyPolicy = Depends(require_policy),
@@ -126,7 +129,7 @@ async def create_generation(request: Request, policy: KeyPolicy = Depends(requir
     body = await json_body(request)
     submission = parse_create(body, policy.owner)
     submission.webhook = await webhook_from_body(body, svc.settings)
-    check_active_jobs(svc.store, policy)
+    await svc.jobs.read(check_active_jobs, svc.store, policy)
     submission.idempotency_key = request.headers.get("idempotency-key")
     job, _ = await svc.submitter.submit(submission)
     return {"id": job.id, "object": "video.generation", "status": "queued" if job.status == JobStatus.QUEUED
@@ -137,27 +140,27 @@ LIST_STATUS = {"queued": JobStatus.QUEUED, "generating": JobStatus.RUNNING, "com
                "failed": JobStatus.FAILED, "cancelled": JobStatus.CANCELLED, "expired": JobStatus.EXPIRED}
 
 
-async def poll_by_query(request: Request, response: Response, generation_id: str | None = None,
+async def poll_by_query(request: Request, generation_id: str | None = None,
                         limit: int = Query(20, ge=1, le=100), after: str | None = None,
                         status: str | None = None, owner: str = Depends(require_key),
-                        svc: Services = Depends(services)) -> dict[str, Any]:
+                        svc: Services = Depends(services)) -> JSONResponse:
     """Poll one generation by `generation_id`, or list the caller's generations without it."""
     if generation_id:
-        return poll_response(svc.store.get(generation_id, owner), request, response, svc)
+        return await poll_response(await svc.jobs.get(generation_id, owner), request, svc)
     if status is not None and status not in LIST_STATUS:
         raise InvalidInput("status", f"status: must be one of {', '.join(LIST_STATUS)}, got {status!r}", "enum")
-    jobs = svc.store.list(owner, limit=limit + 1, after=after, order="desc",
-                          status=LIST_STATUS[status] if status else None)
+    jobs = await svc.jobs.list(owner, limit=limit + 1, after=after, order="desc",
+                               status=LIST_STATUS[status] if status else None)
     page = jobs[:limit]
-    return {"object": "list", "data": [generation_view(j, request, svc) for j in page],
-            "has_more": len(jobs) > limit, "next_cursor": page[-1].id if len(jobs) > limit else None}
+    return JSONResponse({"object": "list", "data": [generation_view(j, request, svc) for j in page],
+                         "has_more": len(jobs) > limit, "next_cursor": page[-1].id if len(jobs) > limit else None})
 
 
 @router.get("/v2/video/generations/{generation_id:path}/events")
 async def events(generation_id: str, request: Request, owner: str = Depends(require_key),
                  svc: Services = Depends(services)) -> StreamingResponse:
     """Server-sent events: every status/progress change until a terminal state; resumable."""
-    svc.store.get(generation_id, owner)
+    await svc.jobs.get(generation_id, owner)
     last = request.headers.get("last-event-id", "0")
     after = int(last) if last.isdigit() else 0
     return StreamingResponse(event_stream(generation_id, after, request, svc), media_type="text/event-stream",
@@ -172,13 +175,13 @@ async def event_stream(job_id: str, after: int, request: Request, svc: Services)
     quiet_since = time.monotonic()
     yield "retry: 2000\n\n"
     while True:
-        for event in svc.store.events(job_id, after):
+        for event in await svc.jobs.events(job_id, after):
             after = event["seq"]
             status = JobStatus(event["status"])
             data = {"id": job_id, "status": AIML_STATUS[status], "progress": event["progress"],
                     "stage": event["stage"], "timestamp": event["ts"]}
             if status.terminal:
-                data = generation_view(svc.store.get(job_id), request, svc)
+                data = generation_view(await svc.jobs.get(job_id), request, svc)
             yield f"id: {after}\nevent: {'done' if status.terminal else 'progress'}\ndata: {json.dumps(data)}\n\n"
             quiet_since = time.monotonic()
             if event["status"] in TERMINAL_EVENTS:
@@ -194,7 +197,7 @@ async def event_stream(job_id: str, after: int, request: Request, svc: Services)
 async def cancel(generation_id: str, request: Request, owner: str = Depends(require_key),
                  svc: Services = Depends(services)) -> dict[str, Any]:
     """Cancel: a queued job ends at once; a running one stops at its engine's next step."""
-    job = svc.store.cancel(generation_id, owner)
+    job = await svc.jobs.cancel(generation_id, owner)
     view = generation_view(job, request, svc)
     view["cancel_requested"] = True
     return view
@@ -205,13 +208,15 @@ router.add_api_route("/v2/video/generations/{generation_id:path}", cancel, metho
 
 
 @router.get("/v2/video/generations/{generation_id:path}")
-async def poll_by_path(generation_id: str, request: Request, response: Response,
-                       owner: str = Depends(require_key), svc: Services = Depends(services)) -> dict[str, Any]:
-    return poll_response(svc.store.get(generation_id, owner), request, response, svc)
+async def poll_by_path(generation_id: str, request: Request, owner: str = Depends(require_key)) -> JSONResponse:
+    """Poll one generation: the hot path (served lean, see api/polls.py)."""
+    svc: Services = request.app.state.services
+    return await poll_response(await svc.jobs.get(generation_id, owner), request, svc)
 
 
 def attach_router(app: FastAPI) -> None:
     for path in CREATE_PATHS:
         router.add_api_route(path, create_generation, methods=["POST"])
         router.add_api_route(path, poll_by_query, methods=["GET"])
+    serve_poll_lean(router, "/v2/video/generations/{generation_id:path}", poll_by_path, "generation_id")
     app.include_router(router)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from clipforge.api.async_store import AsyncJobStore
 from clipforge.api.auth import KeyRing
 from clipforge.api.limits import RateLimiter
 from clipforge.api.submit import Submitter
@@ -25,6 +26,10 @@ class Services:
     keys: KeyRing
     submitter: Submitter
     rate_limiter: RateLimiter
+    jobs: AsyncJobStore = field(init=False)  # the store for async handlers: `await svc.jobs.get(...)`
+
+    def __post_init__(self) -> None:
+        self.jobs = AsyncJobStore(self.store)
 
     def media_url(self, request: Request, key: str | None, job: Job) -> str | None:
         """A URL for an artifact: presigned where the store signs, else served by /media."""

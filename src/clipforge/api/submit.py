@@ -10,6 +10,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from clipforge.api.async_store import AsyncJobStore, off_loop
 from clipforge.core.errors import Conflict, InvalidInput, NotReady
 from clipforge.core.job import Job, new_job_id
 from clipforge.core.routing import WORKER_TTL, Routing, engine_reason, engine_states, pick_engine
@@ -61,6 +62,7 @@ class Submitter:
                  fetcher: ImageFetcher) -> None:
         self.store, self.artifacts, self.routing, self.settings = store, artifacts, routing, settings
         self.fetcher = fetcher
+        self.jobs = AsyncJobStore(store)
 
     def check_task(self, model: str, task: str) -> None:
         route = self.routing.route(model)
@@ -71,9 +73,9 @@ class Submitter:
             raise InvalidInput("image_url", f"image_url: the text-to-video model '{model}' takes no image; "
                                "use an image-to-video model", "unexpected")
 
-    def choose_engine(self, model: str) -> str:
+    async def choose_engine(self, model: str) -> str:
         route = self.routing.route(model)
-        states = engine_states(self.store.live_workers(WORKER_TTL))
+        states = engine_states(await self.jobs.live_workers(WORKER_TTL))
         engine = pick_engine(route, states)
         if engine is None:
             reasons = "; ".join(f"{e}: {engine_reason(e, states)}" for e in route.engines)
@@ -88,29 +90,29 @@ class Submitter:
         assert image.ref is not None
         return await load_image(image.ref, image.field, self.fetcher, self.settings.max_image_bytes)
 
-    def _replay(self, sub: Submission) -> Job | None:
+    async def _replay(self, sub: Submission) -> Job | None:
         """An idempotent retry is answered before any image is fetched or checked again."""
         if not sub.idempotency_key:
             return None
-        earlier = self.store.find_by_idempotency_key(sub.owner, sub.idempotency_key)
+        earlier = await self.jobs.find_by_idempotency_key(sub.owner, sub.idempotency_key)
         if earlier is not None and earlier.request_hash != sub.request_hash():
             raise Conflict("Idempotency-Key was already used with a different request body")
         return earlier
 
     async def submit(self, sub: Submission) -> tuple[Job, bool]:
         """Validate, store inputs and enqueue; returns (job, created)."""
-        earlier = self._replay(sub)
+        earlier = await self._replay(sub)
         if earlier is not None:
             return earlier, False
         self.check_task(sub.model, "i2v" if sub.image else "t2v")
         images = {name: await self._checked(image) for name, image in
                   (("image", sub.image), ("tail_image", sub.tail_image)) if image is not None}
-        engine = self.choose_engine(sub.model)
+        engine = await self.choose_engine(sub.model)
         spec_fields = {k: v for k, v in sub.spec.items() if k != "seed_given"}
         token = secrets.token_urlsafe(18)
         for name, checked in images.items():
             key = f"inputs/{token}/{name}.{checked.extension}"
-            self.artifacts.put_bytes(key, checked.data, checked.content_type)
+            await off_loop(self.artifacts.put_bytes, key, checked.data, checked.content_type)
             spec_fields[name] = key
         spec = GenerationSpec(**spec_fields)
         job = Job(id=new_job_id(sub.model), owner=sub.owner, model=sub.model, engine=engine,
@@ -118,8 +120,8 @@ class Submitter:
                   max_attempts=self.settings.max_attempts, idempotency_key=sub.idempotency_key,
                   request_hash=sub.request_hash() if sub.idempotency_key else None,
                   webhook=sub.webhook, remixed_from=sub.remixed_from)
-        job, created = self.store.create(job)
+        job, created = await self.jobs.create(job)
         if not created:
-            self.artifacts.delete_prefix(f"inputs/{token}")
+            await off_loop(self.artifacts.delete_prefix, f"inputs/{token}")
         log.info("job %s: queued for engine %s", job.id, engine)
         return job, created
