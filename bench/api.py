@@ -120,7 +120,9 @@ def poll_throughput(server: LiveServer, tmp: Path) -> None:
             break
         except httpx.HTTPError:
             time.sleep(0.1)
-    ours_url, bare_url = f"{server.url}/v2/video/generations/{gen['id']}", f"http://127.0.0.1:{port}/row/x"
+    # The poll as the AIML contract and the SDK send it.
+    ours_url = f"{server.url}/v2/video/generations?generation_id={gen['id']}"
+    bare_url = f"http://127.0.0.1:{port}/row/x"
     load_in_subprocess(ours_url, server.headers(), 1)  # warm both up
     load_in_subprocess(bare_url, {}, 1)
     assert server.proc is not None and proc.pid is not None

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from clipforge.api import params
 from clipforge.api.auth import require_key, require_policy
 from clipforge.api.limits import check_active_jobs
-from clipforge.api.polls import serve_poll_lean
+from clipforge.api.polls import serve_poll_lean, serve_query_poll_lean
 from clipforge.api.services import Services, services
 from clipforge.api.submit import ImageInput, Submission
 from clipforge.api.webhooks import webhook_from_body
@@ -218,5 +218,7 @@ def attach_router(app: FastAPI) -> None:
     for path in CREATE_PATHS:
         router.add_api_route(path, create_generation, methods=["POST"])
         router.add_api_route(path, poll_by_query, methods=["GET"])
-    serve_poll_lean(router, "/v2/video/generations/{generation_id:path}", poll_by_path, "generation_id")
     app.include_router(router)
+    serve_poll_lean(app, "/v2/video/generations/{generation_id:poll_id}", poll_by_path, "generation_id")
+    for path in CREATE_PATHS:
+        serve_query_poll_lean(app, path, poll_by_path, "generation_id")

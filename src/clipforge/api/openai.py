@@ -294,5 +294,5 @@ async def delete(video_id: str, owner: str = Depends(require_key),
 
 
 def attach_router(app: FastAPI) -> None:
-    serve_poll_lean(router, "/v1/videos/{video_id:path}", retrieve, "video_id")
     app.include_router(router)
+    serve_poll_lean(app, "/v1/videos/{video_id:poll_id}", retrieve, "video_id")
