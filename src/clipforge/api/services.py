@@ -33,7 +33,15 @@ class Services:
 
     def media_url(self, request: Request, key: str | None, job: Job) -> str | None:
         """A URL for an artifact: presigned where the store signs, else served by /media."""
-        return artifact_url(self.artifacts, key, job.expires_at, self.settings.public_url or str(request.base_url))
+        return artifact_url(self.artifacts, key, job.expires_at, self.settings.public_url or base_url(request))
+
+
+def base_url(request: Request) -> str:
+    """The request's base URL, worked out once per request (a view links several media)."""
+    scope = request.scope
+    if "clipforge.base_url" not in scope:
+        scope["clipforge.base_url"] = str(request.base_url)
+    return scope["clipforge.base_url"]
 
 
 async def services(request: Request) -> Services:

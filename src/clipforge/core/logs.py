@@ -128,4 +128,9 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    # Neither format shows the caller, thread or process name: skip working them out for every record
+    # (the logging HOWTO's optimisations; the access log writes one record per request).
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logMultiprocessing = False
 
