@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI, Response
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException
 
+from clipforge.api.async_store import off_loop
 from clipforge.api.auth import require_key
 from clipforge.api.services import Services, services
 from clipforge.core.routing import WORKER_TTL, engine_reason, engine_states, pick_engine
@@ -28,7 +29,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(svc: Services = Depends(services)) -> JSONResponse:
     """Ready when the store answers and at least one model has a ready engine on a live worker."""
     try:
-        states = engine_states(svc.store.live_workers(WORKER_TTL))
+        states = engine_states(await svc.jobs.live_workers(WORKER_TTL))
     except Exception as exc:
         return JSONResponse({"status": "not ready", "reason": f"job store unreachable: {exc}"}, 503)
     ready = [m for m, route in svc.routing.models.items() if pick_engine(route, states)]
@@ -54,7 +55,7 @@ def model_list(svc: Services) -> list[dict[str, Any]]:
 
 
 async def list_models(_: str = Depends(require_key), svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"object": "list", "data": model_list(svc)}
+    return {"object": "list", "data": await svc.jobs.read(model_list, svc)}
 
 
 @router.get("/media/{key:path}")
@@ -62,7 +63,7 @@ async def media(key: str, svc: Services = Depends(services)) -> Response:
     """Output media at unguessable URLs (the token in the key is the capability)."""
     if key.startswith("inputs/") or ".." in key:
         raise HTTPException(404, "no such media")
-    path = svc.artifacts.local_path(key)
+    path = await off_loop(svc.artifacts.local_path, key)
     if path is None:
         # Object storage: answer with a short-lived signed URL to the object, when it is there.
         signed = svc.artifacts.presigned_url(key, MEDIA_REDIRECT_SECONDS)
