@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import Request
 
@@ -37,11 +39,20 @@ class Services:
 
 
 def base_url(request: Request) -> str:
-    """The request's base URL, worked out once per request (a view links several media)."""
+    """`str(request.base_url)`, from a small cache keyed by what it depends on (it is costly to work
+    out, and every status poll of a finished generation links its media)."""
     scope = request.scope
-    if "clipforge.base_url" not in scope:
-        scope["clipforge.base_url"] = str(request.base_url)
-    return scope["clipforge.base_url"]
+    host = next((v for k, v in scope.get("headers") or () if k == b"host"), None)
+    server = scope.get("server")
+    return _base_url(scope.get("scheme", "http"), host, tuple(server) if server else None,
+                     scope.get("app_root_path", scope.get("root_path", "")))
+
+
+@functools.lru_cache(maxsize=64)  # bounded: the Host header is the client's to choose
+def _base_url(scheme: str, host: bytes | None, server: tuple[Any, ...] | None, root_path: str) -> str:
+    scope = {"type": "http", "scheme": scheme, "server": server, "root_path": root_path, "path": "/",
+             "query_string": b"", "headers": [(b"host", host)] if host is not None else []}
+    return str(Request(scope).base_url)
 
 
 async def services(request: Request) -> Services:
