@@ -39,7 +39,7 @@ def create_app(settings: Settings, store: JobStore | None = None, artifacts: Art
     app.state.services = Services(settings, store, artifacts, routing, keys,
                                   Submitter(store, artifacts, routing, settings, fetcher), RateLimiter())
     install_error_handlers(app)
-    for surface in (aiml, openai, system, playground, metrics, webhooks):  # status polls match first
+    for surface in (system, aiml, openai, playground, metrics, webhooks):
         surface.attach_router(app)
     app.add_middleware(metrics.LogContext)  # inside RequestContext: the request id is set by then
     app.add_middleware(RequestContext, max_body=MAX_BODY)
