@@ -89,7 +89,8 @@ class WebhookDispatcher:
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._in_flight: set[Future[bool]] = set()
-        self._dns = ThreadPoolExecutor(4, thread_name_prefix="webhook-dns")  # a hung lookup outlives its attempt
+        self._dns: ThreadPoolExecutor | None = None  # lookups: a hung one outlives its attempt, not the deadline
+        self._dns_lock = threading.Lock()
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -107,9 +108,10 @@ class WebhookDispatcher:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        for pool in (self._pool, self._dns):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._dns = None
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -222,10 +224,16 @@ class WebhookDispatcher:
         except TimeoutError:
             return False, f"no complete answer within {self.attempt_seconds:g} s (the attempt's deadline)"
 
+    def _lookups(self) -> ThreadPoolExecutor:
+        with self._dns_lock:
+            if self._dns is None:
+                self._dns = ThreadPoolExecutor(4, thread_name_prefix="webhook-dns")
+            return self._dns
+
     async def _post(self, url: str, msg_id: str, secret: str, body: bytes) -> tuple[bool, str | None]:
         try:
             checked = await asyncio.get_running_loop().run_in_executor(
-                self._dns, check_public_url, url, "webhook_url", self.settings.allow_private_urls, self.resolver)
+                self._lookups(), check_public_url, url, "webhook_url", self.settings.allow_private_urls, self.resolver)
         except InvalidInput as exc:
             return False, exc.message
         timestamp = int(time.time())
