@@ -168,6 +168,7 @@ def serve(host: str, port: int, workers: int, **options: Any) -> None:
     import uvicorn
 
     from clipforge.api.app import create_app
+    from clipforge.core.logs import uvicorn_log_config
 
     settings = build_settings(**options).with_keys()
     configure_logging(fmt=settings.log_format)
@@ -180,18 +181,42 @@ def serve(host: str, port: int, workers: int, **options: Any) -> None:
     worker_settings = settings if settings.public_url else replace(settings, public_url=_own_url(host, port))
     procs = [ctx.Process(target=run_worker, args=(worker_settings, None, True), name=f"worker-{i}")
              for i in range(workers)]
+    # SIGTERM (systemd, docker, Kubernetes) and SIGINT: uvicorn shuts the api down, then re-raises the
+    # signal into the handler that was there before it. That is ours, so serve lives on to stop its
+    # workers the way `clipforge worker` stops: finish within the grace period or hand the job back.
+    stopping = _StopSignal()
+    signal.signal(signal.SIGTERM, stopping)
+    signal.signal(signal.SIGINT, stopping)
     for proc in procs:
         proc.start()
     try:
-        _wait_for_workers(app.state.services.store, procs)
-        # JSON logs: leave logging to us (log_config=None), so uvicorn's records carry the request id too.
-        uvicorn.run(app, host=host, port=port, log_level="info",
-                    **({"log_config": None} if settings.log_format == "json" else {}))
+        if _wait_for_workers(app.state.services.store, procs, stopping):
+            # JSON logs: leave logging to us (log_config=None), so uvicorn's records carry the request id too.
+            uvicorn.run(app, host=host, port=port, log_level="info",
+                        log_config=None if settings.log_format == "json" else uvicorn_log_config())
     finally:
-        for proc in procs:
+        _stop_workers(procs, settings.shutdown_grace_seconds)
+
+
+class _StopSignal:
+    """A signal handler that only notes the signal (serve's shutdown runs in its `finally`)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def __call__(self, signum: int, _frame: Any) -> None:
+        self.received = signum
+
+
+def _stop_workers(procs: list[Any], grace_seconds: float) -> None:
+    """SIGTERM each embedded worker and wait while it finishes its job or hands it back."""
+    for proc in procs:
+        if proc.is_alive():
             proc.terminate()
-        for proc in procs:
-            proc.join(timeout=settings.shutdown_grace_seconds + 15)
+    if any(p.is_alive() for p in procs):
+        log.info("waiting up to %.0f s for the embedded workers to finish or hand back their jobs", grace_seconds)
+    for proc in procs:
+        proc.join(timeout=grace_seconds + 15)  # a worker's own hand-back takes <= 10 s
 
 
 def check_engine_tables(models_config: Path | None) -> None:
@@ -214,24 +239,26 @@ def _own_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _wait_for_workers(store: Any, procs: list[Any], timeout: float = 60.0) -> None:
+def _wait_for_workers(store: Any, procs: list[Any], stopping: _StopSignal, timeout: float = 60.0) -> bool:
     """Hold the port closed until the embedded workers have registered their engines, so the first
-    request after "Uvicorn running" finds a ready engine instead of a 503."""
+    request after "Uvicorn running" finds a ready engine instead of a 503. False when a stop signal
+    came first."""
     import time
 
     from clipforge.core.routing import WORKER_TTL
 
     deadline = time.monotonic() + timeout
     pids = {str(p.pid) for p in procs}
-    while pids and time.monotonic() < deadline:
+    while pids and time.monotonic() < deadline and stopping.received is None:
         live = {str(w["info"].get("pid")) for w in store.live_workers(WORKER_TTL)}
         if pids <= live:
-            return
+            return True
         if any(p.exitcode is not None for p in procs):
             raise ClipforgeError("an embedded worker exited during start-up; see the log above")
         time.sleep(0.1)
-    if pids:
+    if pids and stopping.received is None:
         log.warning("workers not registered after %.0f s; serving anyway", timeout)
+    return stopping.received is None
 
 
 def _pool_child(settings: Settings, engines: list[str] | None, gpu: str | None) -> None:

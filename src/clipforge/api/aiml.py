@@ -10,11 +10,12 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from clipforge.api import params
 from clipforge.api.auth import require_key, require_policy
+from clipforge.api.polls import serve_poll_lean, serve_query_poll_lean
 from clipforge.api.services import Services, services
 from clipforge.api.submit import ImageInput, Submission
 from clipforge.api.webhooks import webhook_from_body
@@ -123,15 +124,17 @@ def generation_view(job: Job, request: Request, svc: Services, position: int | N
     }
 
 
-def poll_response(job: Job, request: Request, response: Response, svc: Services) -> dict[str, Any]:
-    position = svc.store.queue_position(job) if job.status == JobStatus.QUEUED else None
-    estimate = queue_estimate(svc.store, job, position, svc.routing) if position is not None else QueueEstimate(None)
-    if not job.terminal:
-        response.headers["Retry-After"] = str(svc.settings.poll_retry_after_seconds)
+async def poll_response(job: Job, request: Request, svc: Services) -> JSONResponse:
+    """The poll answer, encoded here: a Response skips FastAPI's validation and re-encoding of a dict."""
+    position, estimate = None, QueueEstimate(None)
+    if job.status == JobStatus.QUEUED:
+        position = await svc.jobs.read(svc.store.queue_position, job)
+        estimate = await svc.jobs.read(queue_estimate, svc.store, job, position, svc.routing)
+    headers = None if job.terminal else {"Retry-After": str(svc.settings.poll_retry_after_seconds)}
     view = generation_view(job, request, svc, position, estimate.eta_seconds)
     if estimate.stage:
         view["stage"] = estimate.stage  # scaled to zero: the first job waits for a worker to start
-    return view
+    return JSONResponse(view, headers=headers)
 
 
 async def create_generation(request: Request, policy: KeyPolicy = Depends(require_policy),
@@ -150,27 +153,27 @@ LIST_STATUS = {"queued": JobStatus.QUEUED, "generating": JobStatus.RUNNING, "com
                "failed": JobStatus.FAILED, "cancelled": JobStatus.CANCELLED, "expired": JobStatus.EXPIRED}
 
 
-async def poll_by_query(request: Request, response: Response, generation_id: str | None = None,
+async def poll_by_query(request: Request, generation_id: str | None = None,
                         limit: int = Query(20, ge=1, le=100), after: str | None = None,
                         status: str | None = None, owner: str = Depends(require_key),
-                        svc: Services = Depends(services)) -> dict[str, Any]:
+                        svc: Services = Depends(services)) -> JSONResponse:
     """Poll one generation by `generation_id`, or list the caller's generations without it."""
     if generation_id:
-        return poll_response(svc.store.get(generation_id, owner), request, response, svc)
+        return await poll_response(await svc.jobs.get(generation_id, owner), request, svc)
     if status is not None and status not in LIST_STATUS:
         raise InvalidInput("status", f"status: must be one of {', '.join(LIST_STATUS)}, got {status!r}", "enum")
-    jobs = svc.store.list(owner, limit=limit + 1, after=after, order="desc",
-                          status=LIST_STATUS[status] if status else None)
+    jobs = await svc.jobs.list(owner, limit=limit + 1, after=after, order="desc",
+                               status=LIST_STATUS[status] if status else None)
     page = jobs[:limit]
-    return {"object": "list", "data": [generation_view(j, request, svc) for j in page],
-            "has_more": len(jobs) > limit, "next_cursor": page[-1].id if len(jobs) > limit else None}
+    return JSONResponse({"object": "list", "data": [generation_view(j, request, svc) for j in page],
+                         "has_more": len(jobs) > limit, "next_cursor": page[-1].id if len(jobs) > limit else None})
 
 
 @router.get("/v2/video/generations/{generation_id:path}/events")
 async def events(generation_id: str, request: Request, owner: str = Depends(require_key),
                  svc: Services = Depends(services)) -> StreamingResponse:
     """Server-sent events: every status/progress change until a terminal state; resumable."""
-    svc.store.get(generation_id, owner)
+    await svc.jobs.get(generation_id, owner)
     after = last_event_id(request.headers.get("last-event-id"))
     return StreamingResponse(event_stream(generation_id, after, request, svc), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -187,10 +190,10 @@ def last_event_id(value: str | None) -> int:
     return int(value) if value and LAST_EVENT_ID.fullmatch(value) else 0
 
 
-def job_or_none(svc: Services, job_id: str) -> Job | None:
+async def job_or_none(svc: Services, job_id: str) -> Job | None:
     """The job, or None once it has been deleted."""
     try:
-        return svc.store.get(job_id)
+        return await svc.jobs.get(job_id)
     except NotFound:
         return None
 
@@ -199,13 +202,13 @@ async def event_stream(job_id: str, after: int, request: Request, svc: Services)
     quiet_since = checked_at = time.monotonic()
     yield "retry: 2000\n\n"
     while True:
-        for event in svc.store.events(job_id, after):
+        for event in await svc.jobs.events(job_id, after):
             after = event["seq"]
             status = JobStatus(event["status"])
             data = {"id": job_id, "status": AIML_STATUS[status], "progress": event["progress"],
                     "stage": event["stage"], "timestamp": event["ts"]}
             if status.terminal:
-                job = job_or_none(svc, job_id)
+                job = await job_or_none(svc, job_id)
                 if job is None:
                     return
                 data = generation_view(job, request, svc)
@@ -216,7 +219,7 @@ async def event_stream(job_id: str, after: int, request: Request, svc: Services)
         if await request.is_disconnected():
             return
         if time.monotonic() - checked_at >= EXISTS_CHECK_SECONDS:
-            if job_or_none(svc, job_id) is None:
+            if await job_or_none(svc, job_id) is None:
                 return  # deleted: no event will ever come
             checked_at = time.monotonic()
         if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
@@ -228,7 +231,7 @@ async def event_stream(job_id: str, after: int, request: Request, svc: Services)
 async def cancel(generation_id: str, request: Request, owner: str = Depends(require_key),
                  svc: Services = Depends(services)) -> dict[str, Any]:
     """Cancel: a queued job ends at once; a running one stops at its engine's next step."""
-    job = svc.store.cancel(generation_id, owner)
+    job = await svc.jobs.cancel(generation_id, owner)
     if job.status == JobStatus.CANCELLED and job.params.get("inputs_prefix"):  # a running job's worker deletes them
         await asyncio.to_thread(svc.artifacts.delete_prefix, job.params["inputs_prefix"])
     view = generation_view(job, request, svc)
@@ -241,9 +244,10 @@ router.add_api_route("/v2/video/generations/{generation_id:path}", cancel, metho
 
 
 @router.get("/v2/video/generations/{generation_id:path}")
-async def poll_by_path(generation_id: str, request: Request, response: Response,
-                       owner: str = Depends(require_key), svc: Services = Depends(services)) -> dict[str, Any]:
-    return poll_response(svc.store.get(generation_id, owner), request, response, svc)
+async def poll_by_path(generation_id: str, request: Request, owner: str = Depends(require_key)) -> JSONResponse:
+    """Poll one generation: the hot path (served lean, see api/polls.py)."""
+    svc: Services = request.app.state.services
+    return await poll_response(await svc.jobs.get(generation_id, owner), request, svc)
 
 
 def attach_router(app: FastAPI) -> None:
@@ -253,3 +257,6 @@ def attach_router(app: FastAPI) -> None:
         aliases.add_api_route(path, poll_by_query, methods=["GET"])
     app.include_router(router)
     app.include_router(aliases)
+    serve_poll_lean(app, "/v2/video/generations/{generation_id:poll_id}", poll_by_path, "generation_id")
+    for path in CREATE_PATHS:
+        serve_query_poll_lean(app, path, poll_by_path, "generation_id")

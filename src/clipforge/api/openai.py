@@ -19,11 +19,13 @@ import re
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from starlette.datastructures import UploadFile
 
 from clipforge.api import params
+from clipforge.api.async_store import off_loop
 from clipforge.api.auth import require_key, require_policy
+from clipforge.api.polls import serve_poll_lean
 from clipforge.api.services import Services, services
 from clipforge.api.submit import ImageInput, Submission
 from clipforge.api.webhooks import webhook_from_body
@@ -213,7 +215,7 @@ async def create_video(request: Request, response: Response, policy: KeyPolicy =
 async def list_videos(limit: int = Query(20, ge=1, le=100), after: str | None = None,
                       order: str = Query("desc", pattern="^(asc|desc)$"), owner: str = Depends(require_key),
                       svc: Services = Depends(services)) -> dict[str, Any]:
-    jobs = svc.store.list(owner, limit=limit + 1, after=after or None, order=order)
+    jobs = await svc.jobs.list(owner, limit=limit + 1, after=after or None, order=order)
     page = [video_object(j) for j in jobs[:limit]]
     return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
             "last_id": page[-1]["id"] if page else None, "has_more": len(jobs) > limit}
@@ -225,15 +227,15 @@ async def download_content(video_id: str, variant: str = "video", owner: str = D
     """The video (MP4) or its thumbnail or spritesheet (JPEG), once completed."""
     if variant not in VARIANTS:
         raise InvalidInput("variant", f"variant: must be one of {', '.join(VARIANTS)}; got {variant!r}", "enum")
-    job = svc.store.get(video_id, owner)
+    job = await svc.jobs.get(video_id, owner)
     if job.status != JobStatus.COMPLETED:
         state = f"{OPENAI_STATUS[job.status]} ({job.status.value}, {job.progress}%)"
         raise NotFound(f"video '{video_id}' has no content: its status is {state}; content is available once "
                        "the status is completed")
     key, media_type = VARIANTS[variant]
     artifact = (job.outputs or {}).get(key)
-    path = svc.artifacts.local_path(artifact) if artifact else None
-    if path is not None and path.is_file():
+    path = await off_loop(svc.artifacts.local_path, artifact) if artifact else None
+    if path is not None:
         return FileResponse(path, media_type=media_type)
     try:
         data = await asyncio.to_thread(svc.artifacts.get_bytes, artifact) if artifact else None
@@ -249,7 +251,7 @@ async def remix(video_id: str, request: Request, response: Response, policy: Key
                 svc: Services = Depends(services)) -> dict[str, Any]:
     """A new video from the same inputs and parameters (seed included) with a new prompt."""
     prompt = params.text(await json_object(request), "prompt", required=True)
-    source = svc.store.get(video_id, policy.owner)
+    source = await svc.jobs.get(video_id, policy.owner)
     spec = {k: v for k, v in source.params["spec"].items() if k not in ("image", "tail_image")}
     spec.update(prompt=prompt, seed_given=True, size=tuple(spec["size"]) if spec.get("size") else None)
     try:
@@ -268,22 +270,25 @@ def stored_input(svc: Services, key: str | None, name: str) -> ImageInput | None
 
 
 @router.get("/v1/videos/{video_id:path}")
-async def retrieve(video_id: str, response: Response, owner: str = Depends(require_key),
-                   svc: Services = Depends(services)) -> dict[str, Any]:
-    return respond(svc.store.get(video_id, owner), response)
+async def retrieve(video_id: str, request: Request, owner: str = Depends(require_key)) -> JSONResponse:
+    """A status poll: the hot path (served lean, see api/polls.py)."""
+    svc: Services = request.app.state.services
+    job = await svc.jobs.get(video_id, owner)
+    headers = None if job.terminal else {"openai-poll-after-ms": str(POLL_AFTER_MS)}
+    return JSONResponse(video_object(job), headers=headers)
 
 
 @router.delete("/v1/videos/{video_id:path}")
 async def delete(video_id: str, owner: str = Depends(require_key),
                  svc: Services = Depends(services)) -> dict[str, Any]:
     """Cancel if in flight, delete the record, then its media and inputs."""
-    job = svc.store.get(video_id, owner)
+    job = await svc.jobs.get(video_id, owner)
     if not job.terminal:
         try:
-            svc.store.cancel(video_id, owner)
+            await svc.jobs.cancel(video_id, owner)
         except Conflict:
             pass  # it finished meanwhile
-    job = svc.store.delete(video_id, owner)
+    job = await svc.jobs.delete(video_id, owner)
     prefixes = [job.media_token, job.params.get("inputs_prefix")]
     for prefix in filter(None, prefixes):
         await asyncio.to_thread(svc.artifacts.delete_prefix, prefix)
@@ -292,3 +297,4 @@ async def delete(video_id: str, owner: str = Depends(require_key),
 
 def attach_router(app: FastAPI) -> None:
     app.include_router(router)
+    serve_poll_lean(app, "/v1/videos/{video_id:poll_id}", retrieve, "video_id")

@@ -10,6 +10,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from clipforge.api.async_store import AsyncJobStore, off_loop
 from clipforge.api.limits import check_active_jobs
 from clipforge.core.capabilities import AIML_FIELD_NAMES, asked_fields, refusal
 from clipforge.core.errors import Conflict, InvalidInput, NotReady
@@ -65,6 +66,7 @@ class Submitter:
                  fetcher: ImageFetcher) -> None:
         self.store, self.artifacts, self.routing, self.settings = store, artifacts, routing, settings
         self.fetcher = fetcher
+        self.jobs = AsyncJobStore(store)
 
     def check_task(self, model: str, task: str) -> None:
         route = self.routing.route(model)
@@ -75,12 +77,12 @@ class Submitter:
             raise InvalidInput("image_url", f"image_url: the text-to-video model '{model}' takes no image; "
                                "use an image-to-video model", "unexpected")
 
-    def choose_engine(self, model: str, asked: dict[str, Any] | None = None,
+    async def choose_engine(self, model: str, asked: dict[str, Any] | None = None,
                       names: dict[str, str] | None = None) -> str:
         """The first ready engine of the model's route that can honour what is asked; a 400 naming the
         field when ready engines exist but none can, a 503 when none is ready."""
         route = self.routing.route(model)
-        states = engine_states(self.store.live_workers(WORKER_TTL))
+        states = engine_states(await self.jobs.live_workers(WORKER_TTL))
         auto = self.routing.autoscaled
         engine = pick_engine(route, states, asked, autoscaled=auto)
         if engine is not None:
@@ -101,11 +103,11 @@ class Submitter:
         assert image.ref is not None
         return await load_image(image.ref, image.field, self.fetcher, self.settings.max_image_bytes)
 
-    def _replay(self, sub: Submission) -> Job | None:
+    async def _replay(self, sub: Submission) -> Job | None:
         """An idempotent retry is answered before any image is fetched or checked again."""
         if not sub.idempotency_key:
             return None
-        earlier = self.store.find_by_idempotency_key(sub.owner, sub.idempotency_key)
+        earlier = await self.jobs.find_by_idempotency_key(sub.owner, sub.idempotency_key)
         if earlier is not None and earlier.request_hash != sub.request_hash():
             raise Conflict("Idempotency-Key was already used with a different request body")
         return earlier
@@ -128,23 +130,23 @@ class Submitter:
     async def submit(self, sub: Submission) -> tuple[Job, bool]:
         """Validate, store inputs and enqueue; returns (job, created)."""
         sub.idempotency_key = (sub.idempotency_key or "").strip() or None  # an empty Idempotency-Key is none
-        earlier = self._replay(sub)
+        earlier = await self._replay(sub)
         if earlier is not None:
             return earlier, False
         # A cheap early refusal before images are fetched; the store enforces the quota atomically.
-        check_active_jobs(self.store, sub.owner, sub.max_active)
+        await self.jobs.read(check_active_jobs, self.store, sub.owner, sub.max_active)
         self.check_task(sub.model, "i2v" if sub.image else "t2v")
         images = {name: await self._checked(image) for name, image in
                   (("image", sub.image), ("tail_image", sub.tail_image)) if image is not None}
         asked = asked_fields(sub.spec, sub.image is not None, sub.tail_image is not None)
-        engine = self.choose_engine(sub.model, asked, sub.field_names)
+        engine = await self.choose_engine(sub.model, asked, sub.field_names)
         spec_fields = {k: v for k, v in sub.spec.items() if k != "seed_given"}
         prefix = f"inputs/{secrets.token_urlsafe(18)}"
         created = False
         try:
-            job, created = self._store_and_create(sub, engine, images, spec_fields, prefix)
+            job, created = await off_loop(self._store_and_create, sub, engine, images, spec_fields, prefix)
         finally:
             if not created and images:  # refused (quota, conflict), failed, or an earlier job answered
-                self.artifacts.delete_prefix(prefix)
+                await off_loop(self.artifacts.delete_prefix, prefix)
         log.info("job %s: queued for engine %s", job.id, engine)
         return job, created

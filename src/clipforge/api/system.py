@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI, Response
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException
 
+from clipforge.api.async_store import off_loop
 from clipforge.api.auth import require_key
 from clipforge.api.services import Services, services
 from clipforge.core.job import is_output_key
@@ -30,7 +31,7 @@ async def readyz(svc: Services = Depends(services)) -> JSONResponse:
     """Ready when the store answers and at least one model has a ready engine on a live worker, or an
     autoscaled engine (scaled to zero: a queued job starts a worker)."""
     try:
-        states = engine_states(svc.store.live_workers(WORKER_TTL))
+        states = engine_states(await svc.jobs.live_workers(WORKER_TTL))
     except Exception as exc:
         return JSONResponse({"status": "not ready", "reason": f"job store unreachable: {exc}"}, 503)
     auto = svc.routing.autoscaled
@@ -60,7 +61,7 @@ def model_list(svc: Services) -> list[dict[str, Any]]:
 
 
 async def list_models(_: str = Depends(require_key), svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"object": "list", "data": model_list(svc)}
+    return {"object": "list", "data": await svc.jobs.read(model_list, svc)}
 
 
 @router.get("/media/{key:path}")
@@ -70,7 +71,7 @@ async def media(key: str, svc: Services = Depends(services)) -> Response:
     if not is_output_key(key):
         raise HTTPException(404, "no such media")
     try:
-        path = svc.artifacts.local_path(key)
+        path = await off_loop(svc.artifacts.local_path, key)
     except ValueError:  # a link that leads out of the store's root
         raise HTTPException(404, "no such media") from None
     if path is None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
+import http
 import json
 import logging
 import sys
@@ -79,6 +81,41 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{ids}]" if ids else line
 
 
+class AccessFormatter(logging.Formatter):
+    """uvicorn's access line, `INFO:     127.0.0.1:5555 - "GET /path HTTP/1.1" 200 OK`, made directly
+    from the record's arguments: uvicorn's own formatter copies every record first, which cost about
+    as much as serving a status poll (`bench/api.py`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        client, method, path, version, status = record.args  # type: ignore[misc]
+        prefix = f"{record.levelname}:".ljust(9)
+        return f'{prefix} {client} - "{method} {path} HTTP/{version}" {status} {_phrase(int(status))}'
+
+
+@functools.cache
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def uvicorn_log_config() -> dict[str, Any]:
+    """uvicorn's own text logging setup with AccessFormatter for the access log."""
+    stream = {"class": "logging.StreamHandler"}
+    return {
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"default": {"()": "uvicorn.logging.DefaultFormatter", "fmt": "%(levelprefix)s %(message)s",
+                                   "use_colors": None},
+                       "access": {"()": f"{__name__}.AccessFormatter"}},
+        "handlers": {"default": {**stream, "formatter": "default", "stream": "ext://sys.stderr"},
+                     "access": {**stream, "formatter": "access", "stream": "ext://sys.stdout"}},
+        "loggers": {"uvicorn": {"handlers": ["default"], "level": "INFO", "propagate": False},
+                    "uvicorn.error": {"level": "INFO"},
+                    "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False}},
+    }
+
+
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     """Route every logger (uvicorn's too, once it propagates) through one stderr handler."""
     if fmt not in LOG_FORMATS:
@@ -91,4 +128,9 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    # Neither format shows the caller, thread or process name: skip working them out for every record
+    # (the logging HOWTO's optimisations; the access log writes one record per request).
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logMultiprocessing = False
 

@@ -49,7 +49,12 @@ class JobStore(abc.ABC):
       delivery to one dispatcher at a time (its next attempt is pushed forward by the lease);
       `finish_delivery` records the outcome.
     - Stores are safe to share between threads; the SQL stores are also safe across processes.
+    - `nonblocking_reads`: True when the read methods (`get`, `list`, `queue_position`, `events`,
+      `find_by_idempotency_key`, `live_workers`, `recent_run_seconds`) never wait on a lock, a
+      writer or the network, so an event loop may call them inline (api/async_store.py).
     """
+
+    nonblocking_reads = False
 
     # -- submit and read -------------------------------------------------------------------
     @abc.abstractmethod

@@ -15,6 +15,8 @@ from clipforge.jobs.webhooks import delivery_for, new_secret
 
 
 class MemoryJobStore(JobStore):
+    nonblocking_reads = True  # its lock is only ever held for dictionary work
+
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._jobs: dict[str, Job] = {}

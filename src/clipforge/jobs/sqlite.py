@@ -32,6 +32,8 @@ _COUNT_ACTIVE = "SELECT COUNT(*) FROM jobs WHERE owner = ? AND status IN ('queue
 
 
 class SQLiteJobStore(JobStore):
+    nonblocking_reads = True  # reads go through a connection of their own, which no writer holds (WAL)
+
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         if self.path != ":memory:":
@@ -42,6 +44,16 @@ class SQLiteJobStore(JobStore):
         self._enable_wal()
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self.applied_at_open = self.migrate()  # what opening applied (`clipforge migrate` reports it)
+        self._reader, self._read_lock = self._open_reader()
+
+    def _open_reader(self) -> tuple[sqlite3.Connection, threading.RLock]:
+        """The connection reads use. In WAL mode a reader never waits for a writer, so a read is never
+        stuck behind one of this process's writes that waits for another process's write lock."""
+        if self.path == ":memory:":  # one private database: share the writer's connection
+            return self._conn, self._lock
+        reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        reader.execute("PRAGMA busy_timeout=30000")
+        return reader, threading.RLock()
 
     def _enable_wal(self, wait_seconds: float = 30.0) -> None:
         """Switch to WAL, retrying: the switch ignores busy_timeout, so processes opening a new
@@ -70,8 +82,8 @@ class SQLiteJobStore(JobStore):
             self._conn.execute("COMMIT")
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._conn.execute(sql, args).fetchall()
+        with self._read_lock:
+            return self._reader.execute(sql, args).fetchall()
 
     def migrate(self) -> list[str]:
         with self._tx() as c:
@@ -383,5 +395,7 @@ class SQLiteJobStore(JobStore):
         return [{"id": r[0], "info": json.loads(r[1]), "seen_at": r[2]} for r in rows]
 
     def close(self) -> None:
+        with self._read_lock:
+            self._reader.close()
         with self._lock:
             self._conn.close()

@@ -22,7 +22,7 @@ from clipforge.worker.webhooks import WebhookDispatcher
 
 log = logging.getLogger(__name__)
 
-REGISTER_EVERY = 5.0
+REGISTER_EVERY = 5.0  # the worker's heartbeat: well inside core.routing.WORKER_TTL
 RECHECK_EVERY = 60.0  # engine readiness again: a provider that was unreachable at start, a rotated key
 EXPIRE_EVERY = 60.0
 HAND_BACK_WAIT = 10.0  # after the grace period: how long a job may take to reach its next step and stop
@@ -57,8 +57,9 @@ class Worker:
         self.readiness: dict[str, Readiness] = {}
         self._checked_at = 0.0
         self.stop_event = threading.Event()
-        self._registered_at = self._expired_at = 0.0
+        self._expired_at = 0.0
         self._grace_timer: threading.Timer | None = None
+        self._heartbeat: threading.Thread | None = None
         self.webhooks = WebhookDispatcher(store, artifacts, settings)  # runs while run_forever does
         self.sweeper = EndedJobSweeper(store, artifacts, since=time.time())
 
@@ -84,7 +85,27 @@ class Worker:
         info = {"engines": {n: r.as_dict() for n, r in self.readiness.items()},
                 "host": socket.gethostname(), "pid": os.getpid()}
         self.store.register_worker(self.worker_id, info)
-        self._registered_at = time.monotonic()
+
+    # -- liveness ----------------------------------------------------------------------------
+    def start_heartbeat(self) -> None:
+        """Register now, then refresh the registration every REGISTER_EVERY seconds from a thread of
+        its own, so a worker busy with a job of any length stays live (the job's lease has its own
+        heartbeat in worker.progress)."""
+        self.register()
+        self._heartbeat = threading.Thread(target=self._beat, name="worker-heartbeat", daemon=True)
+        self._heartbeat.start()
+
+    def _beat(self) -> None:
+        while not self.stop_event.wait(REGISTER_EVERY):
+            try:
+                self.register()
+            except Exception:  # the store may be briefly unreachable: try again at the next beat
+                log.exception("worker %s: heartbeat failed", self.worker_id)
+
+    def stop_heartbeat(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.join()
+            self._heartbeat = None
 
     def run_once(self, runner: JobRunner | None = None, engines: list[str] | None = None) -> bool:
         """Claim and run one job; False when the queue had nothing for us."""
@@ -171,14 +192,13 @@ class Worker:
         slots = [threading.Thread(target=self._slot_loop, args=(r, i > 0), name=f"slot-{i}", daemon=True)
                  for i, r in enumerate(self.runners)] if len(self.runners) > 1 else []
         try:
+            self.start_heartbeat()
             for thread in slots:
                 thread.start()
             while not self.stop_event.is_set():
                 now = time.monotonic()
                 if now - self._checked_at >= RECHECK_EVERY:
                     self.check_engines()
-                if now - self._registered_at >= REGISTER_EVERY:
-                    self.register()
                 if now - self._expired_at >= min(EXPIRE_EVERY, max(1.0, self.settings.retention_seconds / 4)):
                     self.expire_outputs()
                 if slots:
@@ -190,6 +210,8 @@ class Worker:
                 thread.join()
             if self._grace_timer is not None:
                 self._grace_timer.cancel()
+            self.stop_event.set()  # ends the heartbeat, also when the loop left on an error
+            self.stop_heartbeat()
             self.webhooks.stop()
             self.store.remove_worker(self.worker_id)
             self.runner.unload()

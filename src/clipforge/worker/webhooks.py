@@ -1,8 +1,9 @@
 """The webhook dispatcher: a thread in each worker process that sends the store's outbox.
 
-Each round claims a few due deliveries (`JobStore.claim_deliveries`, which leases them so no other
-dispatcher sends them meanwhile), builds the body from the job's current row, signs it the
-Standard Webhooks way and POSTs it:
+The thread claims due deliveries (`JobStore.claim_deliveries`, which leases them so no other
+dispatcher sends them meanwhile) as sending slots come free, and sends each on its own (a slow
+receiver holds one slot, never the others' deliveries). Each attempt builds the body from the job's
+current row, signs it the Standard Webhooks way and POSTs it:
 
     webhook-id: msg_...                    (the delivery's id: the same on every retry)
     webhook-timestamp: 1718000000          (seconds, when this attempt was sent)
@@ -13,12 +14,17 @@ rotation applies to every later attempt). A 2xx answer is delivered; anything el
 refused connection is retried with exponential backoff (`Settings.webhook_backoff_seconds`,
 doubling, capped at an hour) until about 24 h have passed, then the delivery is marked failed.
 
+Every attempt has a hard deadline (`ATTEMPT_SECONDS`: DNS, connect, sending, and the answer's
+status line and headers together, however slowly a receiver trickles them), besides the connect and
+per-read timeouts; an attempt past it is a failed attempt, retried like any other.
+
 The SSRF guard runs again at each attempt (DNS may have changed since the job was created), and the
 request goes to the checked address itself, as `clipforge.inputs.fetch` does for images.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -27,7 +33,7 @@ import logging
 import ssl
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,8 +54,11 @@ log = logging.getLogger(__name__)
 AIML_STATUS = {JobStatus.QUEUED: "queued", JobStatus.RUNNING: "generating", JobStatus.COMPLETED: "completed",
                JobStatus.FAILED: "error", JobStatus.CANCELLED: "error", JobStatus.EXPIRED: "error"}
 
-BATCH = 4                # deliveries claimed per round, sent in parallel
-TIMEOUT_SECONDS = 10.0   # connect / read / write, per attempt
+SLOTS = 16               # deliveries in flight at once, each on its own
+BATCH = 4                # deliveries `run_once` claims
+CONNECT_SECONDS = 5.0    # per attempt: to connect
+READ_SECONDS = 10.0      # per attempt: each read or write
+ATTEMPT_SECONDS = 15.0   # per attempt, all told: the hard deadline
 LEASE_SECONDS = 120.0    # a claimed delivery is not handed to another dispatcher for this long
 MAX_ADDRESSES = 3        # checked addresses tried per attempt
 
@@ -69,22 +78,26 @@ class WebhookDispatcher:
     """Sends due webhook deliveries from the store; `start()` runs it in a daemon thread."""
 
     def __init__(self, store: JobStore, artifacts: ArtifactStore, settings: Settings, *,
-                 transport: httpx.BaseTransport | None = None, resolver: Resolver = system_resolver,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, resolver: Resolver = system_resolver,
+                 ssl_context: ssl.SSLContext | None = None, attempt_seconds: float = ATTEMPT_SECONDS) -> None:
         self.store, self.artifacts, self.settings = store, artifacts, settings
         self.resolver, self._transport = resolver, transport
+        self.attempt_seconds = attempt_seconds
         self._ssl = ssl_context or ssl.create_default_context(cafile=certifi.where())
         self.poll_seconds = min(1.0, max(0.05, settings.webhook_backoff_seconds / 2))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._in_flight: set[Future[bool]] = set()
+        self._dns: ThreadPoolExecutor | None = None  # lookups: a hung one outlives its attempt, not the deadline
+        self._dns_lock = threading.Lock()
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
         if self._thread is not None:
             return
         self._stop.clear()
-        self._pool = ThreadPoolExecutor(BATCH, thread_name_prefix="webhook-send")
+        self._pool = ThreadPoolExecutor(SLOTS, thread_name_prefix="webhook-send")
         self._thread = threading.Thread(target=self._loop, name="webhook-dispatcher", daemon=True)
         self._thread.start()
 
@@ -95,34 +108,49 @@ class WebhookDispatcher:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        for pool in (self._pool, self._dns):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._dns = None
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                sent = self.run_once()
+                started = self.dispatch()
             except NotImplementedError as exc:
                 log.warning("webhooks: this job store cannot dispatch webhooks (%s); dispatcher stopped", exc)
                 return
             except Exception:  # the store may be briefly unreachable: try again next round
                 log.exception("webhooks: dispatch round failed")
-                sent = 0
-            if not sent:
+                started = 0
+            if not started:
                 self._stop.wait(self.poll_seconds)
 
-    # -- one round --------------------------------------------------------------------------
-    def run_once(self) -> int:
-        """Claim and send the due deliveries; how many were attempted."""
-        batch = self.store.claim_deliveries(BATCH, LEASE_SECONDS)
-        if not batch:
+    def dispatch(self) -> int:
+        """Claim as many due deliveries as there are free slots and start sending each; no waiting
+        for sends already under way. How many were started."""
+        self._in_flight = {f for f in self._in_flight if not f.done()}
+        free = SLOTS - len(self._in_flight)
+        if free <= 0 or self._pool is None:
             return 0
-        if self._pool is not None and len(batch) > 1:
-            list(self._pool.map(self.deliver, batch))
-        else:
-            for delivery in batch:
-                self.deliver(delivery)
+        claimed = self.store.claim_deliveries(free, LEASE_SECONDS)
+        for delivery in claimed:
+            self._in_flight.add(self._pool.submit(self._deliver_logged, delivery))
+        return len(claimed)
+
+    def _deliver_logged(self, delivery: dict[str, Any]) -> bool:
+        try:
+            return self.deliver(delivery)
+        except Exception:  # recording the outcome failed: the lease runs out and it is sent again
+            log.exception("webhook %s: attempt not recorded", delivery["id"])
+            return False
+
+    # -- one round, in the caller's thread (tests, tools) -----------------------------------
+    def run_once(self) -> int:
+        """Claim up to BATCH due deliveries and send them one after another; how many were attempted."""
+        batch = self.store.claim_deliveries(BATCH, LEASE_SECONDS)
+        for delivery in batch:
+            self.deliver(delivery)
         return len(batch)
 
     def deliver(self, delivery: dict[str, Any]) -> bool:
@@ -185,9 +213,27 @@ class WebhookDispatcher:
 
     # -- the request ------------------------------------------------------------------------
     def post(self, url: str, msg_id: str, secret: str, body: bytes) -> tuple[bool, str | None]:
-        """POST a signed body, guarded and pinned to a checked address; (delivered, error)."""
+        """POST a signed body, guarded and pinned to a checked address, within the attempt's hard
+        deadline; (delivered, error)."""
+        return asyncio.run(self._post_by_deadline(url, msg_id, secret, body))
+
+    async def _post_by_deadline(self, url: str, msg_id: str, secret: str, body: bytes) -> tuple[bool, str | None]:
         try:
-            checked = check_public_url(url, "webhook_url", self.settings.allow_private_urls, self.resolver)
+            async with asyncio.timeout(self.attempt_seconds):
+                return await self._post(url, msg_id, secret, body)
+        except TimeoutError:
+            return False, f"no complete answer within {self.attempt_seconds:g} s (the attempt's deadline)"
+
+    def _lookups(self) -> ThreadPoolExecutor:
+        with self._dns_lock:
+            if self._dns is None:
+                self._dns = ThreadPoolExecutor(4, thread_name_prefix="webhook-dns")
+            return self._dns
+
+    async def _post(self, url: str, msg_id: str, secret: str, body: bytes) -> tuple[bool, str | None]:
+        try:
+            checked = await asyncio.get_running_loop().run_in_executor(
+                self._lookups(), check_public_url, url, "webhook_url", self.settings.allow_private_urls, self.resolver)
         except InvalidInput as exc:
             return False, exc.message
         timestamp = int(time.time())
@@ -196,12 +242,13 @@ class WebhookDispatcher:
         error = "no address to connect to"
         for address in checked.addresses[:MAX_ADDRESSES]:
             try:
-                status = self._send(_pinned_post(checked, address, headers, body))
+                status = await self._send(_pinned_post(checked, address, headers, body))
             except httpx.ConnectError as exc:  # try the host's next checked address
                 error = f"could not connect: {exc or type(exc).__name__}"
                 continue
             except httpx.TimeoutException as exc:
-                return False, f"timed out after {TIMEOUT_SECONDS:g} s ({type(exc).__name__})"
+                return False, f"timed out ({type(exc).__name__}; {CONNECT_SECONDS:g} s to connect, " \
+                              f"{READ_SECONDS:g} s per read)"
             except httpx.HTTPError as exc:
                 return False, f"{type(exc).__name__}: {exc}"
             if 200 <= status < 300:
@@ -209,15 +256,16 @@ class WebhookDispatcher:
             return False, f"HTTP {status}"
         return False, error
 
-    def _send(self, request: httpx.Request) -> int:
-        transport = self._transport or httpx.HTTPTransport(verify=self._ssl, trust_env=False, retries=0)
-        with httpx.Client(transport=transport, trust_env=False, follow_redirects=False,
-                          timeout=httpx.Timeout(TIMEOUT_SECONDS)) as client:
-            response = client.send(request, stream=True)
+    async def _send(self, request: httpx.Request) -> int:
+        transport = self._transport or httpx.AsyncHTTPTransport(verify=self._ssl, trust_env=False, retries=0)
+        timeout = httpx.Timeout(READ_SECONDS, connect=CONNECT_SECONDS)
+        async with httpx.AsyncClient(transport=transport, trust_env=False, follow_redirects=False,
+                                     timeout=timeout) as client:
+            response = await client.send(request, stream=True)
             try:
                 return response.status_code  # the body is not needed
             finally:
-                response.close()
+                await response.aclose()
 
 
 def _pinned_post(checked: CheckedUrl, address: str, headers: dict[str, str], body: bytes) -> httpx.Request:
