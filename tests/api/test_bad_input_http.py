@@ -112,7 +112,10 @@ def test_control_characters_are_named(client: httpx.Client):
 def test_bad_request_id_header_is_replaced(live_server: LiveServer, path: str, value: bytes):
     r = httpx.get(live_server.url + path, headers={**live_server.headers(0), "X-Request-Id": value})
     assert r.status_code < 500, r.text
-    assert r.headers["x-request-id"].isalnum() and len(r.headers["x-request-id"]) == 32  # a fresh one
+    if "x-request-id" not in r.headers:  # httptools (uvicorn[standard]) refuses a DEL in a header itself
+        assert value == b"a\x7fb" and r.status_code == 400
+    else:
+        assert r.headers["x-request-id"].isalnum() and len(r.headers["x-request-id"]) == 32  # a fresh one
     good = httpx.get(live_server.url + path, headers={**live_server.headers(0), "X-Request-Id": "req-1.2_3"})
     assert good.headers["x-request-id"] == "req-1.2_3"
 

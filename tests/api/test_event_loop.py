@@ -44,10 +44,10 @@ class SlowInserts(SQLiteJobStore):
         super().__init__(path)
         self.uploading = threading.Event()
 
-    def create(self, job: Job) -> tuple[Job, bool]:
+    def create(self, job: Job, max_active: int = 0) -> tuple[Job, bool]:
         self.uploading.set()
         time.sleep(SLOW)
-        return super().create(job)
+        return super().create(job, max_active=max_active)
 
 
 async def polls_while_creating(app, slowed) -> tuple[list[float], httpx.Response]:  # noqa: ANN001

@@ -93,9 +93,11 @@ class Outcomes:
     def __init__(self) -> None:
         self.creates: Counter[tuple[str, int]] = Counter()
         self.envelopes = 0
-        self.started = time.monotonic()
+        self.started: float | None = None  # the first case, not collection: the suite may run long before
 
     def over_time(self) -> bool:
+        if self.started is None:
+            self.started = time.monotonic()
         return time.monotonic() - self.started > RUN_SECONDS
 
     def record(self, path: str, media_type: str | None, response: schemathesis.Response) -> None:
