@@ -32,7 +32,7 @@ def ensure_chromium() -> str:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # the sync API holds an event loop in the main thread until it stops
 def browser() -> Iterator[object]:
     path = ensure_chromium()
     from playwright.sync_api import sync_playwright
