@@ -114,3 +114,40 @@ def test_an_undecodable_result_fails_the_job_with_the_engine_named(tmp_path: Pat
     done = store.get("bad")
     assert done.status == JobStatus.FAILED
     assert done.error["message"].startswith("fal: the provider's result is not a playable video")
+
+
+def test_a_job_queued_for_a_scaled_to_zero_engine_is_checked_against_its_limits_when_it_runs(
+        tmp_path: Path, monkeypatch):
+    """With no live worker, the api queues for an autoscaled engine without knowing its limits; the
+    worker that starts must refuse a tail image Replicate's Kling cannot take, not drop it silently."""
+    from clipforge.core.routing import pick_engine
+    from clipforge.engines.base import Readiness
+    from clipforge.engines.hosted.replicate import ReplicateEngine
+    from engines.hosted.hosted_fakes import FakeReplicate
+    from helpers import gradient_image
+
+    i2v = "klingai/video-v2-6-pro-image-to-video"
+    routing = parse_routing({"models": {i2v: {"engines": ["replicate"]}}, "autoscale": {"engines": ["replicate"]},
+                             "engines": {"replicate": {"poll_seconds": 0.01}}})
+    asked = {"duration": 5, "generate_audio": True, "image": True, "tail_image": True}
+    assert pick_engine(routing.models[i2v], {}, asked, autoscaled=routing.autoscaled) == "replicate"
+    monkeypatch.setenv("REPLICATE_API_TOKEN", "r8_token")
+    monkeypatch.setattr(ReplicateEngine, "check_credentials", lambda self: Readiness(True))  # no network
+    fake = FakeReplicate("r8_token", b"")
+    store, artifacts = MemoryJobStore(), LocalArtifactStore(tmp_path / "media")
+    for name in ("image", "tail_image"):
+        artifacts.put_bytes(f"inputs/tok/{name}.png", gradient_image(64, 64), "image/png")
+    spec = GenerationSpec(prompt="x", image="inputs/tok/image.png", tail_image="inputs/tok/tail_image.png")
+    runner = JobRunner(store, artifacts, routing, Settings(home=tmp_path),
+                       lambda name: ReplicateEngine({"poll_seconds": 0.01}, transport=fake.transport()))
+    worker = Worker(store, artifacts, routing, Settings(home=tmp_path), worker_id="w1", runner=runner)
+    worker.check_engines()
+    store.create(Job(id="tail", owner="o", model=i2v, engine="replicate",
+                     params={"spec": spec.to_dict(), "inputs_prefix": "inputs/tok"}))
+    assert worker.run_once()
+    done = store.get("tail")
+    assert done.status == JobStatus.FAILED
+    assert done.error == {"name": "InvalidInput", "message": "tail_image: the engine 'replicate' serving this "
+                          "model does not take tail_image; leave it out"}
+    assert fake.requests == []  # nothing was submitted upstream
+    assert not artifacts.exists("inputs/tok/image.png")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -158,6 +159,44 @@ def test_result_links_off_the_upstream_host_pass_the_ssrf_guard(tmp_path, video)
 def test_downloads_are_size_capped(tmp_path, video):
     with pytest.raises(EngineError, match="over the 1000-byte download limit"):
         fal(FakeFal(FAL_KEY, video), max_download_bytes=1000).run(task(tmp_path))
+
+
+def test_a_trickling_download_stops_at_download_timeout_seconds(tmp_path, video):
+    class Trickle(FakeFal):  # the result host sends a byte every 20 ms: 2 s for 100 bytes
+        def handle(self, request):
+            if request.url.host.endswith(".fal.media"):
+                def drip():
+                    for _ in range(100):
+                        time.sleep(0.02)
+                        yield b"x"
+                return httpx.Response(200, content=drip(), headers={"content-type": "video/mp4"})
+            return super().handle(request)
+
+    started = time.monotonic()
+    with pytest.raises(EngineError, match=r"took over 0\.3 s \(download_timeout_seconds\)"):
+        fal(Trickle(FAL_KEY, video), download_timeout_seconds=0.3).run(task(tmp_path))
+    assert time.monotonic() - started < 1.5
+
+
+@pytest.mark.parametrize("link", ["https://collector.example/fal-ai/kling-video/requests/1/status",
+                                  "http://queue.fal.run/fal-ai/kling-video/requests/1/status",
+                                  "https://queue.fal.run:8443/fal-ai/kling-video/requests/1/status"])
+def test_provider_api_links_off_the_base_url_origin_never_get_the_key(tmp_path, video, link):
+    fake = FakeFal(FAL_KEY, video)
+    route = fake.route
+
+    def off_origin(request):
+        response = route(request)
+        if request.method == "POST":
+            return httpx.Response(200, json={**response.json(), "status_url": link, "cancel_url": link})
+        return response
+
+    fake.route = off_origin
+    with pytest.raises(EngineError, match="another host .*refusing to send the key there") as caught:
+        fal(fake).run(task(tmp_path))
+    assert FAL_KEY not in str(caught.value)
+    assert [r.method for r in fake.requests] == ["POST"]  # the submit only; the cancel link is refused too
+    assert all(str(r.url).startswith("https://queue.fal.run/") for r in fake.requests)
 
 
 # -- replicate -------------------------------------------------------------------------------------

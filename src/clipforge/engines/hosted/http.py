@@ -55,6 +55,11 @@ def _message_in(body: Any) -> str | None:
     return None
 
 
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host.lower(), url.port or default
+
+
 class ProviderHTTP:
     """A shared, thread-safe client for one provider's API; every message it raises has the key masked."""
 
@@ -66,7 +71,18 @@ class ProviderHTTP:
                                    headers={"Authorization": auth_header, "User-Agent": "clipforge/0.1"})
 
     def url(self, path: str) -> str:
-        return path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
+        """`base_url` + path; an absolute URL (a provider's status or cancel link) only on base_url's own
+        origin, since the key goes with it: a link elsewhere is refused, never sent the key."""
+        if not path.lower().startswith(("http://", "https://")):
+            return f"{self.base_url}{path}"
+        try:
+            link = httpx.URL(path)
+        except (httpx.InvalidURL, ValueError):
+            raise EngineError(f"{self.name}: the provider gave an invalid API link") from None
+        if _origin(link) != _origin(httpx.URL(self.base_url)):
+            raise EngineError(f"{self.name}: the provider gave an API link on another host ({link.host}); "
+                              "refusing to send the key there")
+        return path
 
     def mask(self, text: str) -> str:
         return text.replace(self.secret, "***") if self.secret else text
