@@ -151,3 +151,33 @@ def test_a_job_queued_for_a_scaled_to_zero_engine_is_checked_against_its_limits_
                           "model does not take tail_image; leave it out"}
     assert fake.requests == []  # nothing was submitted upstream
     assert not artifacts.exists("inputs/tok/image.png")
+
+
+def test_a_seed_sent_while_fal_was_scaled_to_zero_fails_the_job_when_it_runs(tmp_path: Path, video: bytes,
+                                                                            monkeypatch):
+    """The api records that the seed was given (a random one is always stored); fal's Kling takes no seed,
+    so the job fails naming it instead of running without it."""
+    from fastapi.testclient import TestClient
+
+    from clipforge.api.app import create_app
+
+    monkeypatch.setenv("FAL_KEY", KEY)
+    config = tmp_path / "models.toml"
+    config.write_text(f'[models."{T2V}"]\nengines = ["fal"]\n[autoscale]\nengines = ["fal"]\n')
+    store, artifacts = MemoryJobStore(), LocalArtifactStore(tmp_path / "media")
+    settings = Settings(home=tmp_path, api_keys=("k1",), models_config=config)
+    with TestClient(create_app(settings, store=store)) as client:
+        ids = [client.post("/v2/video/generations", headers={"Authorization": "Bearer k1"},
+                           json={"model": T2V, "prompt": "a fox", **extra}).json()["id"]
+               for extra in ({"seed": 7}, {})]
+    fake = TimedFal(video)
+    runner = JobRunner(store, artifacts, ROUTING, settings,
+                       lambda name: FalEngine(CONFIG, transport=httpx.MockTransport(fake.handle)))
+    worker = Worker(store, artifacts, ROUTING, settings, worker_id="w1", runner=runner)
+    worker.check_engines()
+    assert worker.run_once() and worker.run_once()
+    seeded, unseeded = (store.get(i) for i in ids)
+    assert seeded.status == JobStatus.FAILED
+    assert seeded.error["message"] == "seed: the engine 'fal' serving this model does not take seed; leave it out"
+    assert unseeded.status == JobStatus.COMPLETED, unseeded.error
+    assert len(fake.started) == 1  # only the unseeded job went upstream

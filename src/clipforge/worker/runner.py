@@ -225,7 +225,7 @@ def check_limits(engine: Engine, job: Job, config: dict[str, Any]) -> None:
     """InvalidInput when the job asks what its engine cannot honour. The api checks this at create
     against the limits live workers publish, but a job queued for an autoscaled engine while no worker
     was up was never checked: it must fail here, not have the field silently dropped."""
-    spec = job.params["spec"]
+    spec = {**job.params["spec"], "seed_given": bool(job.params.get("seed_given"))}
     asked = asked_fields(spec, bool(spec.get("image")), bool(spec.get("tail_image")))
     refused = refusal(job.engine, engine.limits(config), asked)
     if refused is not None:
