@@ -199,6 +199,21 @@ def test_provider_api_links_off_the_base_url_origin_never_get_the_key(tmp_path, 
     assert all(str(r.url).startswith("https://queue.fal.run/") for r in fake.requests)
 
 
+@pytest.mark.timeout(30)  # without the cap the poll loop sleeps for the billion seconds
+@pytest.mark.parametrize("retry_after", ["1e9", "inf"])
+def test_a_huge_retry_after_on_a_status_poll_cannot_outlast_job_timeout_seconds(tmp_path, video, retry_after):
+    class Stuck(FakeFal):  # always IN_PROGRESS, asking to be polled again in a billion seconds
+        def status(self):
+            self.polls += 1
+            return httpx.Response(200, json={"status": "IN_PROGRESS", "logs": []},
+                                  headers={"retry-after": retry_after})
+
+    started = time.monotonic()
+    with pytest.raises(EngineError, match=r"did not finish within 0\.5 s \(job_timeout_seconds\)"):
+        fal(Stuck(FAL_KEY, video), job_timeout_seconds=0.5).run(task(tmp_path))
+    assert time.monotonic() - started < 3
+
+
 # -- replicate -------------------------------------------------------------------------------------
 def test_replicate_prediction_lifecycle(tmp_path, video):
     fake = FakeReplicate(REP_KEY, video)

@@ -23,6 +23,7 @@ from clipforge.engines.options import Option, check_engine_config
 log = logging.getLogger(__name__)
 
 STEPS = 1000  # progress is reported as step/STEPS
+MAX_RETRY_AFTER = 300.0  # seconds: the longest a provider's Retry-After may make a poll wait
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 
 # Options every hosted engine takes in its [engines.<name>] table: name -> type, or a tuple of allowed values.
@@ -236,7 +237,8 @@ class HostedEngine(Engine):
             if state.detail:  # a queue position or the provider's last log line, shown to the user
                 stage = f"{stage}: {self.http.mask(state.detail)[:120]}"
             task.report(guess if state.state == RUNNING else 0.0, stage)
-            self.sleep(task, state.retry_after if state.retry_after is not None else interval)
+            wait = interval if state.retry_after is None else min(state.retry_after, MAX_RETRY_AFTER)
+            self.sleep(task, min(wait, max(0.0, limit - elapsed) + 0.01))  # wake to notice the job timeout
             interval = min(ceiling, interval * 1.5)
 
     def sleep(self, task: HostedTask, seconds: float) -> None:
