@@ -255,6 +255,11 @@ class HostedEngine(Engine):
         except Exception as exc:  # best effort: the job stops here in any case
             log.warning("%s job %s: upstream cancel failed: %s", self.name, job.id, self.http.mask(str(exc)))
 
+    def api_link(self, link: str | None, path: str) -> str:
+        """A status/result/cancel link the provider gave, when it is on base_url's origin; else the
+        documented path on base_url (a proxy in base_url, or a link elsewhere: the key never leaves)."""
+        return link if link and self.http.on_base(link) else path
+
     def poll(self, method: str, url: str, task: HostedTask, **kwargs: Any) -> httpx.Response:
         """A provider request made while a job waits: its retries sleep interruptibly."""
         return self.http.request(method, url, sleep=lambda s: self.sleep(task, s), **kwargs)

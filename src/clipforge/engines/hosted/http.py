@@ -84,6 +84,13 @@ class ProviderHTTP:
                               "refusing to send the key there")
         return path
 
+    def on_base(self, link: str) -> bool:
+        """Whether a provider's absolute link is on base_url's origin (so the key may go with it)."""
+        try:
+            return _origin(httpx.URL(link)) == _origin(httpx.URL(self.base_url))
+        except (httpx.InvalidURL, ValueError):
+            return False
+
     def mask(self, text: str) -> str:
         return text.replace(self.secret, "***") if self.secret else text
 
