@@ -181,3 +181,48 @@ def test_a_seed_sent_while_fal_was_scaled_to_zero_fails_the_job_when_it_runs(tmp
     assert seeded.error["message"] == "seed: the engine 'fal' serving this model does not take seed; leave it out"
     assert unseeded.status == JobStatus.COMPLETED, unseeded.error
     assert len(fake.started) == 1  # only the unseeded job went upstream
+
+
+def test_a_provider_failure_holding_nul_ends_the_job_in_postgres(tmp_path: Path, video: bytes, monkeypatch):
+    """PostgreSQL refuses NUL in text and jsonb: the provider's message must still fail the job (before,
+    the finish raised, and the job stayed running until its lease ran out)."""
+    import json
+    import uuid
+
+    from helpers import find_postgres
+
+    url, why = find_postgres()
+    if url is None:
+        pytest.skip(why)
+    import psycopg
+
+    from clipforge.jobs.postgres import PostgresJobStore
+
+    class NulFal(TimedFal):
+        def handle(self, request: httpx.Request) -> httpx.Response:
+            if request.method == "GET" and request.url.path.endswith("/status"):
+                return httpx.Response(200, content=json.dumps({"status": "COMPLETED", "logs": []}))
+            if request.method == "GET":
+                return httpx.Response(422, content=json.dumps({"detail": "face\x00 not found"}))
+            return super().handle(request)
+
+    monkeypatch.setenv("FAL_KEY", KEY)
+    schema = f"hosted_nul_{uuid.uuid4().hex[:10]}"
+    store = PostgresJobStore(url, schema=schema, max_connections=2)
+    try:
+        artifacts = LocalArtifactStore(tmp_path / "media")
+        settings = Settings(home=tmp_path, lease_seconds=5, heartbeat_seconds=1)
+        runner = JobRunner(store, artifacts, ROUTING, settings,
+                           lambda name: FalEngine(CONFIG, transport=httpx.MockTransport(NulFal(video).handle)))
+        worker = Worker(store, artifacts, ROUTING, settings, worker_id="w1", runner=runner)
+        worker.check_engines()
+        store.create(Job(id="nul", owner="o", model=T2V, engine="fal",
+                         params={"spec": GenerationSpec(prompt="x").to_dict()}))
+        assert worker.run_once()
+        done = store.get("nul")
+        assert done.status == JobStatus.FAILED
+        assert done.error["message"] == "fal: face\ufffd not found (HTTP 422)"
+    finally:
+        store.close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -93,6 +94,36 @@ def test_fal_failure_body_reaches_the_user_prefixed_and_with_the_key_masked(tmp_
     message = str(caught.value)
     assert message.startswith("fal: image too small") and "(HTTP 422)" in message
     assert FAL_KEY not in message and "***" in message
+
+
+def test_provider_text_with_control_characters_or_lone_surrogates_is_made_safe_to_store(tmp_path, video):
+    """PostgreSQL refuses NUL in text and \\u0000 in JSON, and a lone surrogate breaks every later JSON
+    answer: what a provider says (failure, log line) is stored with such characters replaced."""
+    class Odd(FakeFal):  # JSON with \\u0000 and \\ud800 escapes, as json.dumps writes them
+        SEQUENCE = [{"status": "IN_PROGRESS", "logs": [{"message": "step\x00 \udfff 3"}]},
+                    {"status": "COMPLETED", "logs": []}]
+
+        def route(self, request):
+            if request.method == "GET" and not request.url.path.endswith("/status"):
+                return httpx.Response(422, content=json.dumps({"detail": "bad\x00 frame \ud800 \x1b[31m"}))
+            return super().route(request)
+
+        def status(self):
+            state = self.SEQUENCE[min(self.polls, len(self.SEQUENCE) - 1)]
+            self.polls += 1
+            return httpx.Response(200, content=json.dumps(state))
+
+    fake = Odd(FAL_KEY, video)
+    t = task(tmp_path)
+    with pytest.raises(EngineError) as caught:
+        fal(fake).run(t)
+    message = str(caught.value)
+    assert message.startswith("fal: bad\ufffd frame \ufffd \ufffd[31m")
+    stages = [stage for _, stage in t.stages]
+    assert "upstream generating: step\ufffd \ufffd 3" in stages
+    for text in [message, *stages]:
+        text.encode("utf-8")  # no lone surrogate left
+        assert not any(ord(ch) < 32 and ch not in "\t\n" for ch in text), text
 
 
 def test_fal_429_waits_retry_after_then_succeeds(tmp_path, video):

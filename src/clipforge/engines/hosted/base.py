@@ -17,7 +17,7 @@ from clipforge.core.errors import Cancelled, ConfigError, EngineError, EngineUna
 from clipforge.core.spec import GenerationSpec
 from clipforge.engines.base import Engine, EngineOutput, EngineRequest, Readiness, StepCallback, no_progress
 from clipforge.engines.hosted.download import DownloadPolicy, download
-from clipforge.engines.hosted.http import ProviderHTTP
+from clipforge.engines.hosted.http import ProviderHTTP, clean_json, clean_text
 from clipforge.engines.options import Option, check_engine_config
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ class HostedEngine(Engine):
         path = task.workdir / "upstream.mp4"
         size = download(self.media, state.video_url, path, self.downloads, self.name)
         meta = {"engine": self.name, "provider_job_id": job.id, "upstream_model": job.model,
-                "usage": state.usage, "downloaded_bytes": size}
+                "usage": clean_json(state.usage), "downloaded_bytes": size}
         return HostedResult(path, meta)
 
     def _resume(self, task: HostedTask) -> Upstream | None:
@@ -213,6 +213,9 @@ class HostedEngine(Engine):
                               f"[engines.{self.name}.upstream_models]")
         task.report(0.0, "submitting")
         job = self.submit(task, model)
+        if not job.id or clean_text(job.id) != job.id:
+            raise EngineError(f"{self.name}: the provider answered the submit with an invalid job id")
+        job.urls = {k: v for k, v in job.urls.items() if isinstance(v, str) and clean_text(v) == v}
         job.model = job.model or model
         task.save_checkpoint({"engine": self.name, "id": job.id, "urls": job.urls, "model": job.model})
         log.info("job %s: submitted to %s as %s", task.job_id, self.name, job.id)
