@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clipforge.core.capabilities import asked_fields, refusal
+from clipforge.core.capabilities import job_asked, refusal
 from clipforge.core.errors import Cancelled, ClipforgeError, EngineUnavailable, InvalidInput
 from clipforge.core.job import OUTPUT_FILES, Job, JobStatus
 from clipforge.core.routing import Routing
@@ -225,9 +225,7 @@ def check_limits(engine: Engine, job: Job, config: dict[str, Any]) -> None:
     """InvalidInput when the job asks what its engine cannot honour. The api checks this at create
     against the limits live workers publish, but a job queued for an autoscaled engine while no worker
     was up was never checked: it must fail here, not have the field silently dropped."""
-    spec = {**job.params["spec"], "seed_given": bool(job.params.get("seed_given"))}
-    asked = asked_fields(spec, bool(spec.get("image")), bool(spec.get("tail_image")))
-    refused = refusal(job.engine, engine.limits(config), asked)
+    refused = refusal(job.engine, engine.limits(config), job_asked(job.params))
     if refused is not None:
         raise InvalidInput(refused[0], refused[1], "unsupported_by_engine")
 
