@@ -226,3 +226,20 @@ def test_a_provider_failure_holding_nul_ends_the_job_in_postgres(tmp_path: Path,
         store.close()
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_a_seeded_job_does_not_fail_over_to_an_engine_that_takes_no_seed():
+    from clipforge.core.errors import EngineUnavailable
+    from clipforge.worker.hosted import fail_over
+
+    routing = parse_routing({"models": {T2V: {"engines": ["aiml", "fal"]}}})
+    store = MemoryJobStore()
+    fal_state = {"ready": True, "limits": {"seed": None}}
+    store.register_worker("w1", {"engines": {"aiml": {"ready": True}, "fal": fal_state}})
+    for job_id, seed_given in (("seeded", True), ("random-seed", False)):
+        store.create(Job(id=job_id, owner="o", model=T2V, engine="aiml",
+                         params={"spec": GenerationSpec(prompt="x", seed=7).to_dict(), "seed_given": seed_given}))
+    for _ in range(2):
+        job = store.claim("w1", ["aiml"], 60)
+        target = fail_over(job, "w1", EngineUnavailable("aiml: down"), store, routing)
+        assert target == (None if job.id == "seeded" else "fal"), job.id
