@@ -338,3 +338,10 @@ def test_the_three_line_models_toml_of_the_docs_routes_the_seed_models_to_aiml(t
     assert engine.base_url == "https://api.aimlapi.com" and engine.upstream_model(I2V) == I2V
     state = engine_readiness("aiml", {"api_key_env": "H13_SURELY_UNSET_VARIABLE"})
     assert not state.ready and "H13_SURELY_UNSET_VARIABLE" in state.reason
+
+
+def test_a_nan_or_infinite_progress_from_the_provider_is_not_a_crash(tmp_path):
+    t = task(tmp_path)
+    for value in (float("nan"), float("inf"), -float("inf"), 0.5):
+        t.report(value, "upstream generating")
+    assert [step for step, _ in t.stages] == [0, 0, 0, 500]

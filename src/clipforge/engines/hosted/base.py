@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -62,6 +63,7 @@ class HostedTask:
 
     def report(self, fraction: float, stage: str) -> None:
         """Progress (0..1 of the provider's work) and stage; raises when the job must stop."""
+        fraction = fraction if math.isfinite(fraction) else 0.0  # a provider's NaN progress is no progress
         self.last = (max(self.last[0], int(STEPS * min(max(fraction, 0.0), 1.0))), stage)
         self.on_step(self.last[0], STEPS, stage)
 
