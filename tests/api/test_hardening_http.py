@@ -124,3 +124,41 @@ def test_sse_stream_of_a_deleted_job_ends(live_server: LiveServer):
     assert not ended.is_set()
     assert client.delete(f"/v1/videos/{gen_id}").status_code == 200
     assert ended.wait(10), "the stream kept going after its job was deleted"
+
+
+def test_a_key_may_hold_only_so_many_event_streams_open(quota_server: LiveServer):
+    """Each SSE stream is one request to the rate limit but holds the api (polling the store four times a
+    second) for as long as it stays open: past MAX_EVENT_STREAMS open at once, a key gets a 429."""
+    from clipforge.api.limits import MAX_EVENT_STREAMS
+
+    async def run() -> None:
+        async with httpx.AsyncClient(base_url=quota_server.url, headers=quota_server.headers(0),
+                                     timeout=30) as client:
+            gen_id = (await client.post("/v2/video/generations",
+                                        json={"model": "test/slow", "prompt": "watched"})).json()["id"]
+            url = f"/v2/video/generations/{gen_id}/events"
+            streams, readers = [], []
+            for _ in range(MAX_EVENT_STREAMS):
+                response = await client.send(client.build_request("GET", url), stream=True)
+                assert response.status_code == 200
+                lines = response.aiter_lines()
+                assert await lines.__anext__() == "retry: 2000"  # the stream is open
+                streams.append(response)
+                readers.append(lines)  # kept: a dropped line iterator may close its stream
+            refused = await client.get(url)
+            assert refused.status_code == 429, refused.text
+            assert refused.json()["message"].startswith(f"rate limit: this key may hold {MAX_EVENT_STREAMS} event")
+            await streams.pop().aclose()
+            for _ in range(50):  # the server notices the closed stream within its 0.25 s poll
+                again = await client.send(client.build_request("GET", url), stream=True)
+                if again.status_code == 200:
+                    streams.append(again)
+                    break
+                await again.aclose()
+                await asyncio.sleep(0.1)
+            assert streams[-1].status_code == 200 and len(streams) == MAX_EVENT_STREAMS
+            for stream in streams:
+                await stream.aclose()
+            await client.post(f"/v2/video/generations/{gen_id}/cancel")
+
+    asyncio.run(run())

@@ -114,3 +114,132 @@ def test_an_undecodable_result_fails_the_job_with_the_engine_named(tmp_path: Pat
     done = store.get("bad")
     assert done.status == JobStatus.FAILED
     assert done.error["message"].startswith("fal: the provider's result is not a playable video")
+
+
+def test_a_job_queued_for_a_scaled_to_zero_engine_is_checked_against_its_limits_when_it_runs(
+        tmp_path: Path, monkeypatch):
+    """With no live worker, the api queues for an autoscaled engine without knowing its limits; the
+    worker that starts must refuse a tail image Replicate's Kling cannot take, not drop it silently."""
+    from clipforge.core.routing import pick_engine
+    from clipforge.engines.base import Readiness
+    from clipforge.engines.hosted.replicate import ReplicateEngine
+    from engines.hosted.hosted_fakes import FakeReplicate
+    from helpers import gradient_image
+
+    i2v = "klingai/video-v2-6-pro-image-to-video"
+    routing = parse_routing({"models": {i2v: {"engines": ["replicate"]}}, "autoscale": {"engines": ["replicate"]},
+                             "engines": {"replicate": {"poll_seconds": 0.01}}})
+    asked = {"duration": 5, "generate_audio": True, "image": True, "tail_image": True}
+    assert pick_engine(routing.models[i2v], {}, asked, autoscaled=routing.autoscaled) == "replicate"
+    monkeypatch.setenv("REPLICATE_API_TOKEN", "r8_token")
+    monkeypatch.setattr(ReplicateEngine, "check_credentials", lambda self: Readiness(True))  # no network
+    fake = FakeReplicate("r8_token", b"")
+    store, artifacts = MemoryJobStore(), LocalArtifactStore(tmp_path / "media")
+    for name in ("image", "tail_image"):
+        artifacts.put_bytes(f"inputs/tok/{name}.png", gradient_image(64, 64), "image/png")
+    spec = GenerationSpec(prompt="x", image="inputs/tok/image.png", tail_image="inputs/tok/tail_image.png")
+    runner = JobRunner(store, artifacts, routing, Settings(home=tmp_path),
+                       lambda name: ReplicateEngine({"poll_seconds": 0.01}, transport=fake.transport()))
+    worker = Worker(store, artifacts, routing, Settings(home=tmp_path), worker_id="w1", runner=runner)
+    worker.check_engines()
+    store.create(Job(id="tail", owner="o", model=i2v, engine="replicate",
+                     params={"spec": spec.to_dict(), "inputs_prefix": "inputs/tok"}))
+    assert worker.run_once()
+    done = store.get("tail")
+    assert done.status == JobStatus.FAILED
+    assert done.error == {"name": "InvalidInput", "message": "tail_image: the engine 'replicate' serving this "
+                          "model does not take tail_image; leave it out"}
+    assert fake.requests == []  # nothing was submitted upstream
+    assert not artifacts.exists("inputs/tok/image.png")
+
+
+def test_a_seed_sent_while_fal_was_scaled_to_zero_fails_the_job_when_it_runs(tmp_path: Path, video: bytes,
+                                                                            monkeypatch):
+    """The api records that the seed was given (a random one is always stored); fal's Kling takes no seed,
+    so the job fails naming it instead of running without it."""
+    from fastapi.testclient import TestClient
+
+    from clipforge.api.app import create_app
+
+    monkeypatch.setenv("FAL_KEY", KEY)
+    config = tmp_path / "models.toml"
+    config.write_text(f'[models."{T2V}"]\nengines = ["fal"]\n[autoscale]\nengines = ["fal"]\n')
+    store, artifacts = MemoryJobStore(), LocalArtifactStore(tmp_path / "media")
+    settings = Settings(home=tmp_path, api_keys=("k1",), models_config=config)
+    with TestClient(create_app(settings, store=store)) as client:
+        ids = [client.post("/v2/video/generations", headers={"Authorization": "Bearer k1"},
+                           json={"model": T2V, "prompt": "a fox", **extra}).json()["id"]
+               for extra in ({"seed": 7}, {})]
+    fake = TimedFal(video)
+    runner = JobRunner(store, artifacts, ROUTING, settings,
+                       lambda name: FalEngine(CONFIG, transport=httpx.MockTransport(fake.handle)))
+    worker = Worker(store, artifacts, ROUTING, settings, worker_id="w1", runner=runner)
+    worker.check_engines()
+    assert worker.run_once() and worker.run_once()
+    seeded, unseeded = (store.get(i) for i in ids)
+    assert seeded.status == JobStatus.FAILED
+    assert seeded.error["message"] == "seed: the engine 'fal' serving this model does not take seed; leave it out"
+    assert unseeded.status == JobStatus.COMPLETED, unseeded.error
+    assert len(fake.started) == 1  # only the unseeded job went upstream
+
+
+def test_a_provider_failure_holding_nul_ends_the_job_in_postgres(tmp_path: Path, video: bytes, monkeypatch):
+    """PostgreSQL refuses NUL in text and jsonb: the provider's message must still fail the job (before,
+    the finish raised, and the job stayed running until its lease ran out)."""
+    import json
+    import uuid
+
+    from helpers import find_postgres
+
+    url, why = find_postgres()
+    if url is None:
+        pytest.skip(why)
+    import psycopg
+
+    from clipforge.jobs.postgres import PostgresJobStore
+
+    class NulFal(TimedFal):
+        def handle(self, request: httpx.Request) -> httpx.Response:
+            if request.method == "GET" and request.url.path.endswith("/status"):
+                return httpx.Response(200, content=json.dumps({"status": "COMPLETED", "logs": []}))
+            if request.method == "GET":
+                return httpx.Response(422, content=json.dumps({"detail": "face\x00 not found"}))
+            return super().handle(request)
+
+    monkeypatch.setenv("FAL_KEY", KEY)
+    schema = f"hosted_nul_{uuid.uuid4().hex[:10]}"
+    store = PostgresJobStore(url, schema=schema, max_connections=2)
+    try:
+        artifacts = LocalArtifactStore(tmp_path / "media")
+        settings = Settings(home=tmp_path, lease_seconds=5, heartbeat_seconds=1)
+        runner = JobRunner(store, artifacts, ROUTING, settings,
+                           lambda name: FalEngine(CONFIG, transport=httpx.MockTransport(NulFal(video).handle)))
+        worker = Worker(store, artifacts, ROUTING, settings, worker_id="w1", runner=runner)
+        worker.check_engines()
+        store.create(Job(id="nul", owner="o", model=T2V, engine="fal",
+                         params={"spec": GenerationSpec(prompt="x").to_dict()}))
+        assert worker.run_once()
+        done = store.get("nul")
+        assert done.status == JobStatus.FAILED
+        assert done.error["message"] == "fal: face\ufffd not found (HTTP 422)"
+    finally:
+        store.close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_a_seeded_job_does_not_fail_over_to_an_engine_that_takes_no_seed():
+    from clipforge.core.errors import EngineUnavailable
+    from clipforge.worker.hosted import fail_over
+
+    routing = parse_routing({"models": {T2V: {"engines": ["aiml", "fal"]}}})
+    store = MemoryJobStore()
+    fal_state = {"ready": True, "limits": {"seed": None}}
+    store.register_worker("w1", {"engines": {"aiml": {"ready": True}, "fal": fal_state}})
+    for job_id, seed_given in (("seeded", True), ("random-seed", False)):
+        store.create(Job(id=job_id, owner="o", model=T2V, engine="aiml",
+                         params={"spec": GenerationSpec(prompt="x", seed=7).to_dict(), "seed_given": seed_given}))
+    for _ in range(2):
+        job = store.claim("w1", ["aiml"], 60)
+        target = fail_over(job, "w1", EngineUnavailable("aiml: down"), store, routing)
+        assert target == (None if job.id == "seeded" else "fal"), job.id

@@ -175,8 +175,19 @@ async def events(generation_id: str, request: Request, owner: str = Depends(requ
     """Server-sent events: every status/progress change until a terminal state; resumable."""
     await svc.jobs.get(generation_id, owner)
     after = last_event_id(request.headers.get("last-event-id"))
-    return StreamingResponse(event_stream(generation_id, after, request, svc), media_type="text/event-stream",
+    svc.rate_limiter.stream_opened(owner)
+    return StreamingResponse(counted(event_stream(generation_id, after, request, svc), owner, svc),
+                             media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def counted(stream: AsyncIterator[str], owner: str, svc: Services) -> AsyncIterator[str]:
+    """The stream, counted as one of the key's open streams until it ends or its client goes."""
+    try:
+        async for chunk in stream:
+            yield chunk
+    finally:
+        svc.rate_limiter.stream_closed(owner)
 
 
 KEEPALIVE_SECONDS = 15.0

@@ -12,6 +12,7 @@ from clipforge.core.keys import KeyPolicy
 from clipforge.jobs.base import JobStore
 
 WINDOW = 60.0
+MAX_EVENT_STREAMS = 32  # SSE streams one key may hold open at once, per api process
 
 
 class RateLimiter:
@@ -19,7 +20,25 @@ class RateLimiter:
 
     def __init__(self) -> None:
         self._hits: dict[str, deque[float]] = {}
+        self._streams: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    def stream_opened(self, owner: str, limit: int = MAX_EVENT_STREAMS) -> None:
+        """Count an event stream the key opens; RateLimited past `limit` open at once (a stream is one
+        request to the rate limit, but holds the api, polling the store, for as long as it stays open)."""
+        with self._lock:
+            if self._streams.get(owner, 0) >= limit:
+                raise RateLimited(f"rate limit: this key may hold {limit} event streams open at once; close one "
+                                  "or poll instead", 5.0)
+            self._streams[owner] = self._streams.get(owner, 0) + 1
+
+    def stream_closed(self, owner: str) -> None:
+        with self._lock:
+            left = self._streams.get(owner, 0) - 1
+            if left > 0:
+                self._streams[owner] = left
+            else:
+                self._streams.pop(owner, None)
 
     def hit(self, policy: KeyPolicy, now: float | None = None) -> None:
         limit = policy.requests_per_minute

@@ -121,7 +121,8 @@ class Submitter:
             spec_fields[name] = key
         spec = GenerationSpec(**spec_fields)
         job = Job(id=new_job_id(sub.model), owner=sub.owner, model=sub.model, engine=engine,
-                  params={"spec": spec.to_dict(), "inputs_prefix": prefix, **sub.extra},
+                  params={"spec": spec.to_dict(), "inputs_prefix": prefix,
+                          "seed_given": bool(sub.spec.get("seed_given")), **sub.extra},
                   max_attempts=self.settings.max_attempts, idempotency_key=sub.idempotency_key,
                   request_hash=sub.request_hash() if sub.idempotency_key else None,
                   webhook=sub.webhook, remixed_from=sub.remixed_from)

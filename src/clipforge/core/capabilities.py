@@ -36,6 +36,13 @@ def asked_fields(spec: dict[str, Any], has_image: bool = False, has_tail: bool =
     return asked
 
 
+def job_asked(params: dict[str, Any]) -> dict[str, Any]:
+    """What a queued job asks for, from its params (`seed_given` is recorded beside the spec)."""
+    spec = params["spec"]
+    return asked_fields({**spec, "seed_given": bool(params.get("seed_given"))}, bool(spec.get("image")),
+                        bool(spec.get("tail_image")))
+
+
 def refusal(engine: str, limits: dict[str, Any], asked: dict[str, Any],
             names: dict[str, str] | None = None) -> tuple[str, str] | None:
     """(request field, message) for the first asked field the engine cannot honour, else None."""

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from clipforge.core.capabilities import asked_fields
+from clipforge.core.capabilities import job_asked
 from clipforge.core.errors import EngineError, EngineUnavailable
 from clipforge.core.job import Job
 from clipforge.core.routing import WORKER_TTL, Routing, engine_states, pick_engine
@@ -75,10 +75,8 @@ def fail_over(job: Job, worker_id: str, error: EngineUnavailable, store: JobStor
         route = routing.route(job.model)
     except Exception:
         return None
-    spec = job.params["spec"]
-    asked = asked_fields({**spec, "seed_given": False}, bool(spec.get("image")), bool(spec.get("tail_image")))
-    target = pick_engine(route, engine_states(store.live_workers(WORKER_TTL)), asked, after=job.engine,
-                         autoscaled=routing.autoscaled)
+    states = engine_states(store.live_workers(WORKER_TTL))
+    target = pick_engine(route, states, job_asked(job.params), after=job.engine, autoscaled=routing.autoscaled)
     if target is None or not store.reroute(job.id, worker_id, target):
         return None
     log.warning("job %s: %s; failing over to engine %s", job.id, error, target)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from clipforge.core.errors import Cancelled, ClipforgeError
+from clipforge.core.errors import Cancelled, ClipforgeError, NotFound
 from clipforge.jobs.base import JobStore, LeaseState
 
 ENGINE_SHARE = 95  # percent of progress the engine + encode account for; the rest is storing
@@ -50,9 +50,20 @@ class JobProgress:
         due = time.monotonic() - self._last_beat >= self.heartbeat_seconds
         if force or due or current != self._sent:
             state = self.store.heartbeat(self.job_id, self.worker_id, self.lease_seconds, *current)
+            if state == LeaseState.LOST and self._deleted():
+                # Deleted while running (DELETE /v1/videos/{id}): no other worker has it, so stop as
+                # for a cancel, and a hosted engine cancels its upstream job instead of leaving it running.
+                state = LeaseState.CANCEL
             if self.state != LeaseState.LOST:
                 self.state = state
             self._sent, self._last_beat = current, time.monotonic()
+
+    def _deleted(self) -> bool:
+        try:
+            self.store.get(self.job_id)
+        except NotFound:
+            return True
+        return False
 
     def check(self) -> None:
         """Raise if the job should stop now."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clipforge.core.capabilities import job_asked, refusal
 from clipforge.core.errors import Cancelled, ClipforgeError, EngineUnavailable, InvalidInput
 from clipforge.core.job import OUTPUT_FILES, Job, JobStatus
 from clipforge.core.routing import Routing
@@ -170,6 +171,7 @@ class JobRunner:
 
     def _produce(self, job: Job, progress: JobProgress) -> dict[str, Any]:
         engine = self.engine(job.engine)
+        check_limits(engine, job, self.routing.engine_config(job.engine))
         if engine.hosted:
             return produce_hosted(engine, job, progress, self.store, self.artifacts,  # type: ignore[arg-type]
                                   MediaKeys.for_token(job.media_token))
@@ -217,6 +219,15 @@ class JobRunner:
         for engine in self._engines.values():
             engine.unload()
         self._engines.clear()
+
+
+def check_limits(engine: Engine, job: Job, config: dict[str, Any]) -> None:
+    """InvalidInput when the job asks what its engine cannot honour. The api checks this at create
+    against the limits live workers publish, but a job queued for an autoscaled engine while no worker
+    was up was never checked: it must fail here, not have the field silently dropped."""
+    refused = refusal(job.engine, engine.limits(config), job_asked(job.params))
+    if refused is not None:
+        raise InvalidInput(refused[0], refused[1], "unsupported_by_engine")
 
 
 def failure_message(exc: BaseException) -> dict[str, str]:

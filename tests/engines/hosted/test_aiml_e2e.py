@@ -229,6 +229,21 @@ def test_cancel_propagates_upstream(client: httpx.Client, upstream: LiveServer):
     assert upstream_job(upstream, up_id).status == JobStatus.CANCELLED
 
 
+def test_deleting_a_running_hosted_job_cancels_it_upstream(client: httpx.Client, upstream: LiveServer):
+    """DELETE /v1/videos/{id} removes the row at once; the worker must still stop the upstream job (it
+    spends the operator's credits), not treat the vanished row as a lease lost to another worker."""
+    image = data_uri(gradient_image(480, 320, seed=4))
+    created = client.post("/v2/video/generations", json={"model": "test/slow", "prompt": "delete me",
+                                                        "image_url": image})
+    up_id = wait_upstream_running(upstream, "delete me")
+    deleted = client.delete(f"/v1/videos/{created.json()['id']}")
+    assert deleted.status_code == 200 and deleted.json()["deleted"] is True
+    deadline = time.time() + 15
+    while upstream_job(upstream, up_id).status != JobStatus.CANCELLED and time.time() < deadline:
+        time.sleep(0.1)
+    assert upstream_job(upstream, up_id).status == JobStatus.CANCELLED
+
+
 def test_restarted_downstream_resumes_the_same_upstream_job(client: httpx.Client, downstream: LiveServer,
                                                             upstream: LiveServer):
     image = data_uri(gradient_image(480, 320, seed=5))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -94,6 +96,36 @@ def test_fal_failure_body_reaches_the_user_prefixed_and_with_the_key_masked(tmp_
     assert FAL_KEY not in message and "***" in message
 
 
+def test_provider_text_with_control_characters_or_lone_surrogates_is_made_safe_to_store(tmp_path, video):
+    """PostgreSQL refuses NUL in text and \\u0000 in JSON, and a lone surrogate breaks every later JSON
+    answer: what a provider says (failure, log line) is stored with such characters replaced."""
+    class Odd(FakeFal):  # JSON with \\u0000 and \\ud800 escapes, as json.dumps writes them
+        SEQUENCE = [{"status": "IN_PROGRESS", "logs": [{"message": "step\x00 \udfff 3"}]},
+                    {"status": "COMPLETED", "logs": []}]
+
+        def route(self, request):
+            if request.method == "GET" and not request.url.path.endswith("/status"):
+                return httpx.Response(422, content=json.dumps({"detail": "bad\x00 frame \ud800 \x1b[31m"}))
+            return super().route(request)
+
+        def status(self):
+            state = self.SEQUENCE[min(self.polls, len(self.SEQUENCE) - 1)]
+            self.polls += 1
+            return httpx.Response(200, content=json.dumps(state))
+
+    fake = Odd(FAL_KEY, video)
+    t = task(tmp_path)
+    with pytest.raises(EngineError) as caught:
+        fal(fake).run(t)
+    message = str(caught.value)
+    assert message.startswith("fal: bad\ufffd frame \ufffd \ufffd[31m")
+    stages = [stage for _, stage in t.stages]
+    assert "upstream generating: step\ufffd \ufffd 3" in stages
+    for text in [message, *stages]:
+        text.encode("utf-8")  # no lone surrogate left
+        assert not any(ord(ch) < 32 and ch not in "\t\n" for ch in text), text
+
+
 def test_fal_429_waits_retry_after_then_succeeds(tmp_path, video):
     fake = FakeFal(FAL_KEY, video, throttle=2, retry_after="0.3")
     started = time.monotonic()
@@ -158,6 +190,66 @@ def test_result_links_off_the_upstream_host_pass_the_ssrf_guard(tmp_path, video)
 def test_downloads_are_size_capped(tmp_path, video):
     with pytest.raises(EngineError, match="over the 1000-byte download limit"):
         fal(FakeFal(FAL_KEY, video), max_download_bytes=1000).run(task(tmp_path))
+
+
+def test_a_trickling_download_stops_at_download_timeout_seconds(tmp_path, video):
+    class Trickle(FakeFal):  # the result host sends a byte every 20 ms: 2 s for 100 bytes
+        def handle(self, request):
+            if request.url.host.endswith(".fal.media"):
+                def drip():
+                    for _ in range(100):
+                        time.sleep(0.02)
+                        yield b"x"
+                return httpx.Response(200, content=drip(), headers={"content-type": "video/mp4"})
+            return super().handle(request)
+
+    started = time.monotonic()
+    with pytest.raises(EngineError, match=r"took over 0\.3 s \(download_timeout_seconds\)"):
+        fal(Trickle(FAL_KEY, video), download_timeout_seconds=0.3).run(task(tmp_path))
+    assert time.monotonic() - started < 1.5
+
+
+@pytest.mark.parametrize("link", ["https://collector.example/fal-ai/kling-video/requests/1/status",
+                                  "http://queue.fal.run/fal-ai/kling-video/requests/1/status",
+                                  "https://queue.fal.run:8443/fal-ai/kling-video/requests/1/status"])
+def test_provider_api_links_off_the_base_url_origin_never_get_the_key(tmp_path, video, link):
+    """A status/result/cancel link on another origin is not followed (the key goes with API requests):
+    the engine uses the documented path on base_url instead."""
+    fake = FakeFal(FAL_KEY, video)
+    route = fake.route
+
+    def off_origin(request):
+        response = route(request)
+        if request.method == "POST":
+            return httpx.Response(200, json={**response.json(), "status_url": link, "response_url": link,
+                                             "cancel_url": link})
+        return response
+
+    fake.route = off_origin
+    engine = fal(fake)
+    result = engine.run(task(tmp_path))
+    assert result.path.read_bytes() == video
+    api = [r for r in fake.requests if r.url.host != "v3.fal.media"]
+    assert all(str(r.url).startswith("https://queue.fal.run/fal-ai/kling-video/v2.6/pro/image-to-video")
+               for r in api), [str(r.url) for r in api]
+    with pytest.raises(EngineError, match="another host .*refusing to send the key there") as caught:
+        engine.http.request("GET", link)  # and the HTTP layer itself refuses such a link
+    assert FAL_KEY not in str(caught.value)
+
+
+@pytest.mark.timeout(30)  # without the cap the poll loop sleeps for the billion seconds
+@pytest.mark.parametrize("retry_after", ["1e9", "inf"])
+def test_a_huge_retry_after_on_a_status_poll_cannot_outlast_job_timeout_seconds(tmp_path, video, retry_after):
+    class Stuck(FakeFal):  # always IN_PROGRESS, asking to be polled again in a billion seconds
+        def status(self):
+            self.polls += 1
+            return httpx.Response(200, json={"status": "IN_PROGRESS", "logs": []},
+                                  headers={"retry-after": retry_after})
+
+    started = time.monotonic()
+    with pytest.raises(EngineError, match=r"did not finish within 0\.5 s \(job_timeout_seconds\)"):
+        fal(Stuck(FAL_KEY, video), job_timeout_seconds=0.5).run(task(tmp_path))
+    assert time.monotonic() - started < 3
 
 
 # -- replicate -------------------------------------------------------------------------------------
@@ -246,3 +338,10 @@ def test_the_three_line_models_toml_of_the_docs_routes_the_seed_models_to_aiml(t
     assert engine.base_url == "https://api.aimlapi.com" and engine.upstream_model(I2V) == I2V
     state = engine_readiness("aiml", {"api_key_env": "H13_SURELY_UNSET_VARIABLE"})
     assert not state.ready and "H13_SURELY_UNSET_VARIABLE" in state.reason
+
+
+def test_a_nan_or_infinite_progress_from_the_provider_is_not_a_crash(tmp_path):
+    t = task(tmp_path)
+    for value in (float("nan"), float("inf"), -float("inf"), 0.5):
+        t.report(value, "upstream generating")
+    assert [step for step, _ in t.stages] == [0, 0, 0, 500]

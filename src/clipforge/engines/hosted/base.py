@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -17,12 +18,13 @@ from clipforge.core.errors import Cancelled, ConfigError, EngineError, EngineUna
 from clipforge.core.spec import GenerationSpec
 from clipforge.engines.base import Engine, EngineOutput, EngineRequest, Readiness, StepCallback, no_progress
 from clipforge.engines.hosted.download import DownloadPolicy, download
-from clipforge.engines.hosted.http import ProviderHTTP
+from clipforge.engines.hosted.http import ProviderHTTP, clean_json, clean_text
 from clipforge.engines.options import Option, check_engine_config
 
 log = logging.getLogger(__name__)
 
 STEPS = 1000  # progress is reported as step/STEPS
+MAX_RETRY_AFTER = 300.0  # seconds: the longest a provider's Retry-After may make a poll wait
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 
 # Options every hosted engine takes in its [engines.<name>] table: name -> type, or a tuple of allowed values.
@@ -61,6 +63,7 @@ class HostedTask:
 
     def report(self, fraction: float, stage: str) -> None:
         """Progress (0..1 of the provider's work) and stage; raises when the job must stop."""
+        fraction = fraction if math.isfinite(fraction) else 0.0  # a provider's NaN progress is no progress
         self.last = (max(self.last[0], int(STEPS * min(max(fraction, 0.0), 1.0))), stage)
         self.on_step(self.last[0], STEPS, stage)
 
@@ -195,7 +198,7 @@ class HostedEngine(Engine):
         path = task.workdir / "upstream.mp4"
         size = download(self.media, state.video_url, path, self.downloads, self.name)
         meta = {"engine": self.name, "provider_job_id": job.id, "upstream_model": job.model,
-                "usage": state.usage, "downloaded_bytes": size}
+                "usage": clean_json(state.usage), "downloaded_bytes": size}
         return HostedResult(path, meta)
 
     def _resume(self, task: HostedTask) -> Upstream | None:
@@ -212,6 +215,9 @@ class HostedEngine(Engine):
                               f"[engines.{self.name}.upstream_models]")
         task.report(0.0, "submitting")
         job = self.submit(task, model)
+        if not job.id or clean_text(job.id) != job.id:
+            raise EngineError(f"{self.name}: the provider answered the submit with an invalid job id")
+        job.urls = {k: v for k, v in job.urls.items() if isinstance(v, str) and clean_text(v) == v}
         job.model = job.model or model
         task.save_checkpoint({"engine": self.name, "id": job.id, "urls": job.urls, "model": job.model})
         log.info("job %s: submitted to %s as %s", task.job_id, self.name, job.id)
@@ -236,7 +242,8 @@ class HostedEngine(Engine):
             if state.detail:  # a queue position or the provider's last log line, shown to the user
                 stage = f"{stage}: {self.http.mask(state.detail)[:120]}"
             task.report(guess if state.state == RUNNING else 0.0, stage)
-            self.sleep(task, state.retry_after if state.retry_after is not None else interval)
+            wait = interval if state.retry_after is None else min(state.retry_after, MAX_RETRY_AFTER)
+            self.sleep(task, min(wait, max(0.0, limit - elapsed) + 0.01))  # wake to notice the job timeout
             interval = min(ceiling, interval * 1.5)
 
     def sleep(self, task: HostedTask, seconds: float) -> None:
@@ -252,6 +259,11 @@ class HostedEngine(Engine):
             log.info("%s job %s: cancel sent upstream", self.name, job.id)
         except Exception as exc:  # best effort: the job stops here in any case
             log.warning("%s job %s: upstream cancel failed: %s", self.name, job.id, self.http.mask(str(exc)))
+
+    def api_link(self, link: str | None, path: str) -> str:
+        """A status/result/cancel link the provider gave, when it is on base_url's origin; else the
+        documented path on base_url (a proxy in base_url, or a link elsewhere: the key never leaves)."""
+        return link if link and self.http.on_base(link) else path
 
     def poll(self, method: str, url: str, task: HostedTask, **kwargs: Any) -> httpx.Response:
         """A provider request made while a job waits: its retries sleep interruptibly."""

@@ -15,8 +15,6 @@ import httpx
 from clipforge.core.errors import EngineError, InvalidInput
 from clipforge.inputs.fetch import REDIRECT_CODES, check_public_url, pinned_request
 
-CHUNK = 1 << 16
-
 
 class DownloadPolicy:
     """Where downloads may go and how much they may take."""
@@ -65,9 +63,12 @@ def _guarded_request(url: str, policy: DownloadPolicy, engine: str) -> httpx.Req
 def _fetch(client: httpx.Client, request: httpx.Request, url: str, dest: Path, policy: DownloadPolicy,
            engine: str, deadline: float) -> str | None:
     """Write the body to dest, or return the redirect target."""
+    # No single connect or read may outlast the whole download's deadline.
+    remaining = max(0.05, deadline - time.monotonic())
+    timeout = httpx.Timeout(min(client.timeout.read or remaining, remaining))
     try:
         with client.stream(request.method, request.url, headers=request.headers,
-                           extensions=request.extensions) as response:
+                           extensions=request.extensions, timeout=timeout) as response:
             if response.status_code in REDIRECT_CODES and response.headers.get("location"):
                 return str(httpx.URL(url).join(response.headers["location"]))
             if not response.is_success:
@@ -75,6 +76,10 @@ def _fetch(client: httpx.Client, request: httpx.Request, url: str, dest: Path, p
             _check_length(response, policy, engine)
             _write(response, dest, policy, engine, deadline)
             return None
+    except httpx.TimeoutException as exc:
+        if time.monotonic() >= deadline:
+            raise _too_slow(policy, engine) from exc
+        raise EngineError(f"{engine}: downloading the result failed: {type(exc).__name__}: {exc}") from exc
     except httpx.HTTPError as exc:
         raise EngineError(f"{engine}: downloading the result failed: {type(exc).__name__}: {exc}") from exc
 
@@ -89,12 +94,17 @@ def _check_length(response: httpx.Response, policy: DownloadPolicy, engine: str)
 def _write(response: httpx.Response, dest: Path, policy: DownloadPolicy, engine: str, deadline: float) -> None:
     written = 0
     with open(dest, "wb") as out:
-        for chunk in response.iter_bytes(CHUNK):
+        # Chunks as they arrive (no chunk size: a sized iterator waits to fill 64 KiB, so a server
+        # trickling bytes would never reach the deadline check); each read is bounded by the read timeout.
+        for chunk in response.iter_bytes():
             written += len(chunk)
             if written > policy.max_bytes:
                 raise EngineError(f"{engine}: the result is over the {policy.max_bytes}-byte download limit "
                                   "(max_download_bytes)")
             if time.monotonic() > deadline:
-                raise EngineError(f"{engine}: downloading the result took over {policy.timeout:g} s "
-                                  "(download_timeout_seconds)")
+                raise _too_slow(policy, engine)
             out.write(chunk)
+
+
+def _too_slow(policy: DownloadPolicy, engine: str) -> EngineError:
+    return EngineError(f"{engine}: downloading the result took over {policy.timeout:g} s (download_timeout_seconds)")

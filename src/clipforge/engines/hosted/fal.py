@@ -37,7 +37,7 @@ class FalEngine(HostedEngine):
 
     def _url(self, job: Upstream, kind: str) -> str:
         suffix = {"status_url": "/status", "response_url": "", "cancel_url": "/cancel"}[kind]
-        return job.urls.get(kind) or f"/{job.model}/requests/{job.id}{suffix}"
+        return self.api_link(job.urls.get(kind), f"/{job.model}/requests/{job.id}{suffix}")
 
     def status(self, job: Upstream, task: HostedTask) -> UpstreamState:
         response = self.poll("GET", self._url(job, "status_url"), task, params={"logs": 1})

@@ -8,6 +8,7 @@ provider refusing the request, raised at once as `EngineError` with the provider
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,7 @@ import httpx
 
 from clipforge.core.errors import EngineError, EngineUnavailable
 
+UNSAFE_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 MAX_BACKOFF = 30.0
 Sleep = Callable[[float], None]
@@ -55,6 +57,27 @@ def _message_in(body: Any) -> str | None:
     return None
 
 
+def clean_text(text: str) -> str:
+    """`text` with control characters (but tab and newline) and lone surrogates replaced by U+FFFD."""
+    return UNSAFE_TEXT.sub("\ufffd", text)
+
+
+def clean_json(value: Any) -> Any:
+    """A provider's JSON (usage, metrics) with every string, key or value, passed through clean_text."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(str(k)): clean_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_json(v) for v in value]
+    return value
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host.lower(), url.port or default
+
+
 class ProviderHTTP:
     """A shared, thread-safe client for one provider's API; every message it raises has the key masked."""
 
@@ -66,10 +89,30 @@ class ProviderHTTP:
                                    headers={"Authorization": auth_header, "User-Agent": "clipforge/0.1"})
 
     def url(self, path: str) -> str:
-        return path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
+        """`base_url` + path; an absolute URL (a provider's status or cancel link) only on base_url's own
+        origin, since the key goes with it: a link elsewhere is refused, never sent the key."""
+        if not path.lower().startswith(("http://", "https://")):
+            return f"{self.base_url}{path}"
+        try:
+            link = httpx.URL(path)
+        except (httpx.InvalidURL, ValueError):
+            raise EngineError(f"{self.name}: the provider gave an invalid API link") from None
+        if _origin(link) != _origin(httpx.URL(self.base_url)):
+            raise EngineError(f"{self.name}: the provider gave an API link on another host ({link.host}); "
+                              "refusing to send the key there")
+        return path
+
+    def on_base(self, link: str) -> bool:
+        """Whether a provider's absolute link is on base_url's origin (so the key may go with it)."""
+        try:
+            return _origin(httpx.URL(link)) == _origin(httpx.URL(self.base_url))
+        except (httpx.InvalidURL, ValueError):
+            return False
 
     def mask(self, text: str) -> str:
-        return text.replace(self.secret, "***") if self.secret else text
+        """Provider text made safe to store and show: the key masked, control characters and lone
+        surrogates (which PostgreSQL refuses and JSON responses cannot carry) replaced."""
+        return clean_text(text.replace(self.secret, "***") if self.secret else text)
 
     def request(self, method: str, path: str, sleep: Sleep = time.sleep, **kwargs: Any) -> httpx.Response:
         """The provider's successful (2xx) answer; EngineError or EngineUnavailable otherwise."""

@@ -62,11 +62,11 @@ class ReplicateEngine(HostedEngine):
         return Upstream(str(prediction["id"]), dict(prediction.get("urls") or {}), model)
 
     def status(self, job: Upstream, task: HostedTask) -> UpstreamState:
-        response = self.poll("GET", job.urls.get("get") or f"/v1/predictions/{job.id}", task)
+        response = self.poll("GET", self.api_link(job.urls.get("get"), f"/v1/predictions/{job.id}"), task)
         return parse_prediction(response.json(), retry_after_seconds(response))
 
     def cancel(self, job: Upstream) -> None:
-        self.http.request("POST", job.urls.get("cancel") or f"/v1/predictions/{job.id}/cancel")
+        self.http.request("POST", self.api_link(job.urls.get("cancel"), f"/v1/predictions/{job.id}/cancel"))
 
 
 def replicate_input(task: HostedTask) -> dict[str, Any]:
