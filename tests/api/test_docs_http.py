@@ -41,3 +41,16 @@ def test_docs_page_uses_only_assets_this_server_serves(tmp_path: Path):
         assert client.get("/docs/assets/..%2f__init__.py").status_code == 404
         assert client.get("/docs/assets/index.html").status_code == 404
         assert client.get("/redoc").status_code == 404
+
+
+def test_playground_first_screen_says_where_the_key_is_and_that_a_prompt_alone_works(tmp_path: Path):
+    """A new user has set no CLIPFORGE_API_KEYS: the key dialog points at the key `make serve` printed."""
+    from clipforge.api.app import create_app
+
+    app = create_app(Settings(home=tmp_path, api_keys=("k1",)), store=MemoryJobStore())
+    with TestClient(app, base_url="http://testserver") as client:
+        page = client.get("/playground").text
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", page))
+    assert "Paste the key clipforge serve printed (kept in .clipforge/api-key)" in text
+    assert "Write a prompt and press Generate; add an image to animate it instead." in page
+    assert "add an image and press Generate" not in page

@@ -92,3 +92,21 @@ def test_declared_and_undeclared_engine_settings_are_accepted(tmp_path: Path):
     code, out = run("models", "--models-config", str(path))
     assert code == 0, out
     assert "custom     ready" in out and "free       ready" in out and "ltx2       not ready" in out
+
+
+def test_a_missing_database_or_storage_driver_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`make serve` installs neither psycopg nor boto3: a PostgreSQL or S3 URL then says what to install."""
+    import sys
+
+    for name in ("psycopg", "boto3"):
+        monkeypatch.setitem(sys.modules, name, None)  # an import of it now fails as if it were not installed
+    monkeypatch.delitem(sys.modules, "clipforge.jobs.postgres", raising=False)  # imported afresh, and failing
+    code, out = run("migrate", "--home", str(tmp_path), "--database-url", "postgresql://u:pw@127.0.0.1:1/x")
+    assert code == 1 and "Traceback" not in out, out
+    assert out.strip() == ("Error: cannot open the job store postgresql://u:***@127.0.0.1:1/x: PostgreSQL needs the "
+                           "postgres extra (psycopg is not installed): scripts/install.sh image, or "
+                           "pip install 'clipforge[postgres]'"), out
+    code, out = run("serve", "--home", str(tmp_path), "--storage-url", "s3://trial/clips", "--workers", "0")
+    assert code == 1 and "Traceback" not in out, out
+    assert out.strip().splitlines()[-1] == ("Error: s3:// storage needs the s3 extra (boto3 is not installed): "
+                                            "scripts/install.sh image, or pip install 'clipforge[s3]'"), out

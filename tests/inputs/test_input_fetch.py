@@ -142,6 +142,12 @@ def test_guard_refuses_bad_urls(url: str, rule: str) -> None:
     refused(lambda: check_public_url(url, "image_url", resolver=fake_dns({})), rule)
 
 
+def test_an_unknown_host_is_named_in_words_not_an_errno() -> None:
+    message = refused(lambda: check_public_url("https://nowhere.test/a.png", "image_url", resolver=fake_dns({})),
+                      "url_unresolvable")
+    assert message == "image_url: could not resolve host 'nowhere.test' (no such host name)", message
+
+
 def test_is_public_address() -> None:
     assert is_public_address("8.8.8.8") and is_public_address("2606:4700::1111")
     private = ["::", "::ffff:10.0.0.1", "fe80::1%eth0", "198.18.0.1", "240.0.0.1"]

@@ -20,6 +20,12 @@ from clipforge.core.capabilities import refusal
 from clipforge.core.errors import ConfigError, InvalidInput
 
 TASKS = ("i2v", "t2v", "any")
+TASK_SUFFIXES = {"-image-to-video": "i2v", "-text-to-video": "t2v"}  # the AIML ids' own naming
+
+
+def default_task(model_id: str) -> str:
+    """A model's task when its table names none: what an AIML-style id says it is, else any."""
+    return next((task for suffix, task in TASK_SUFFIXES.items() if model_id.endswith(suffix)), "any")
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,7 @@ def parse_routing(data: dict[str, Any]) -> Routing:
     models = {}
     for model_id, entry in data.get("models", {}).items():
         engines = tuple(entry.get("engines", ()))
-        task = entry.get("task", "any")
+        task = entry.get("task", default_task(model_id))
         if not engines:
             raise ConfigError(f"models config: model '{model_id}' lists no engines")
         if task not in TASKS:

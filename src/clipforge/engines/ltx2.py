@@ -363,8 +363,8 @@ class LTX2Engine(Engine):
     def readiness(cls, config: dict[str, Any]) -> Readiness:
         for module in ("torch", "diffusers", "transformers"):
             if importlib.util.find_spec(module) is None:
-                return Readiness(False, f"python package '{module}' is not installed: "
-                                        "pip install 'clipforge[models]'")
+                return Readiness(False, f"python package '{module}' is not installed: make install-gpu "
+                                        "(in the checkout) or pip install 'clipforge[models]'")
         root, reason = _resolve_weights(config)
         if reason:
             return Readiness(False, reason)

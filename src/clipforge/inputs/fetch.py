@@ -143,6 +143,20 @@ def private_address_message(field: str, host: str) -> str:
             f"only public addresses may be fetched unless the server's operator sets {PRIVATE_URLS_SETTING}")
 
 
+# getaddrinfo's error numbers in words: a caller reads "not found", not "[Errno -2]"
+_LOOKUP_WORDS = {
+    socket.EAI_NONAME: "no such host name",
+    socket.EAI_AGAIN: "DNS did not answer; try again",
+    getattr(socket, "EAI_NODATA", -5): "the host name has no address",
+}
+
+
+def _lookup_words(exc: OSError | UnicodeError) -> str:
+    if isinstance(exc, OSError) and exc.errno in _LOOKUP_WORDS:
+        return _LOOKUP_WORDS[exc.errno]
+    return re.sub(r"\[Errno -?\d+\]\s*", "", str(exc)) or type(exc).__name__
+
+
 def check_public_url(url: str, field: str, allow_private: bool = False,
                      resolver: Resolver = system_resolver) -> CheckedUrl:
     """Refuse (InvalidInput) a URL a server must not request; blocking, it resolves the host."""
@@ -150,7 +164,7 @@ def check_public_url(url: str, field: str, allow_private: bool = False,
     try:
         addresses = (host,) if _is_ip_literal(host) else tuple(resolver(host, port))
     except (OSError, UnicodeError) as exc:
-        raise InvalidInput(field, f"{field}: could not resolve host '{host}' ({exc})",
+        raise InvalidInput(field, f"{field}: could not resolve host '{host}' ({_lookup_words(exc)})",
                            "url_unresolvable") from exc
     if not addresses:
         raise InvalidInput(field, f"{field}: host '{host}' has no address", "url_unresolvable")

@@ -236,7 +236,12 @@ def _open_store(url: str) -> JobStore:
 
         return MemoryJobStore()
     if url.startswith(("postgresql://", "postgres://")):
-        from clipforge.jobs.postgres import PostgresJobStore
+        try:
+            from clipforge.jobs.postgres import PostgresJobStore
+        except ImportError as exc:
+            raise ConfigError(f"cannot open the job store {redact_url(url)}: PostgreSQL needs the postgres extra "
+                              f"({exc.name} is not installed): scripts/install.sh image, or "
+                              f"pip install 'clipforge[postgres]'") from None
 
         return PostgresJobStore(url)
     raise ConfigError(f"database URL must start with sqlite:///, postgresql:// or memory://, "

@@ -27,8 +27,12 @@ class S3ArtifactStore(ArtifactStore):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         if client is None:
-            import boto3
-            from botocore.config import Config
+            try:
+                import boto3
+                from botocore.config import Config
+            except ImportError as exc:
+                raise ConfigError(f"s3:// storage needs the s3 extra ({exc.name} is not installed): "
+                                  "scripts/install.sh image, or pip install 'clipforge[s3]'") from None
 
             config = Config(signature_version="s3v4", retries={"max_attempts": 5, "mode": "standard"},
                             s3={"addressing_style": addressing_style or "auto"})

@@ -123,11 +123,12 @@ def test_dialogue_never_reaches_espeak_as_an_argument(monkeypatch: pytest.Monkey
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt-get install espeak-ng)")
-def test_dialogue_naming_a_file_does_not_speak_the_file(tmp_path):
+def test_dialogue_naming_a_file_does_not_speak_the_file(tmp_path, monkeypatch):
     secret = tmp_path / "secret"
     secret.write_text("the launch code is banana. " * 30)  # about half a minute when spoken
+    monkeypatch.chdir(tmp_path)  # a relative name: spoken, it is a few words wherever pytest puts tmp_path
     spoken_file = audio_module.speak((secret.read_text()[:300],))
-    spoken_option = audio_module.speak((f"-f{secret}",))
+    spoken_option = audio_module.speak((f"-f{secret.name}",))
     assert spoken_file is not None and spoken_option is not None
     assert spoken_option.shape[0] < spoken_file.shape[0] / 2  # the path's few words, not the file
     assert spoken_option.shape[0] < 8 * RATE

@@ -164,13 +164,20 @@ class Ambient:
                                            fbm(self.rng, hh, ww, 3, 6) * amp * 0.5, fbm(self.rng, hh, ww, 3, 6) * amp,
                                            fbm(self.rng, hh, ww, 3, 6) * amp, gain=m)))
 
+    def _slice(self, f: _Field) -> tuple[slice, slice]:
+        """The field's box in the padded canvas."""
+        p = self.pad
+        return slice(f.y0 + p, f.y1 + p), slice(f.x0 + p, f.x1 + p)
+
     def apply_source(self, i: int, src: np.ndarray, work: np.ndarray) -> None:
         """Write frame i's displaced regions of the pristine canvas `src` into `work` (same shape)."""
         e = self.envelope(i)
         t = i / self.fps
         for kind, f in self.fields:
-            p = self.pad
-            sl = (slice(f.y0 + p, f.y1 + p), slice(f.x0 + p, f.x1 + p))
+            if kind == "fire":  # `work` still holds last frame's flames there: moving them again would compound
+                work[self._slice(f)] = src[self._slice(f)]
+        for kind, f in self.fields:
+            sl = self._slice(f)
             if e <= 0:
                 work[sl] = src[sl]
                 continue

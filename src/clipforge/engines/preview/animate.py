@@ -39,14 +39,23 @@ def _roi_matrix(m: np.ndarray, x0: int, y0: int) -> np.ndarray:
     return r
 
 
+def _without(mask: np.ndarray, region: np.ndarray | None) -> np.ndarray:
+    """`mask` less `region` (resized to it)."""
+    if region is None:
+        return mask
+    return mask * (1 - cv2.resize(region.astype(np.float32), mask.shape[::-1], interpolation=cv2.INTER_AREA))
+
+
 def animate_image(first: np.ndarray, tail: np.ndarray | None, cues: Cues, timeline: Timeline, n: int, fps: int,
                   seed: int, subject_parallax: bool = True,
-                  fire_region: np.ndarray | None = None) -> Iterator[np.ndarray]:
+                  fire_region: np.ndarray | None = None,
+                  still_region: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """Yield `n` frames: frame 0 is `first` exactly, and the last is `tail` exactly when given.
 
     `subject_parallax=False` moves the picture as one plane (painted scenes: a cut-out of a painted disc or
     tower leaves its glow behind in the plate, which reads as a ghost outline). `fire_region` (0..1, any size)
-    is where fire flickers when the caller knows (a painted fire); else bright warm areas are taken."""
+    is where fire flickers when the caller knows (a painted fire); else bright warm areas are taken.
+    `still_region` (0..1, any size) is kept out of the sky's drift (a painted sun)."""
     h, w = first.shape[:2]
     land = tail is not None
     layers = build_layers(first)
@@ -55,7 +64,7 @@ def animate_image(first: np.ndarray, tail: np.ndarray | None, cues: Cues, timeli
     pad = window_pad(path)
     luma = cv2.resize(cv2.cvtColor(first, cv2.COLOR_RGB2GRAY), (160, 90)).astype(np.float32) / 255
     ambient = Ambient(cues.ambient, w, h, n, fps, seed, timeline, land=land, pad=pad, luma=luma,
-                      regions={"sky": layers.sky, "water": layers.water,
+                      regions={"sky": _without(layers.sky, still_region), "water": layers.water,
                                "fire": layers.fire if fire_region is None else fire_region})
     yield first.copy()
     if tail is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -36,9 +37,11 @@ def _vgrad(h: int, w: int, top: np.ndarray, bottom: np.ndarray, gamma: float = 1
     return np.broadcast_to(_mix(top, bottom, y), (h, w, 3)).copy()
 
 
-def _sky(h: int, w: int, cues: Cues, rng: np.random.Generator, sunset: bool) -> np.ndarray:
+def _sky(h: int, w: int, cues: Cues, rng: np.random.Generator, sunset: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """The painted sky, and where its sun is (0..1, fading out well beyond the disc) when it has one: drifting
+    clouds must leave the sun whole, or its disc shears where the drift starts."""
     if cues.overcast:
-        return _storm_sky(h, w, cues.night, rng)
+        return _storm_sky(h, w, cues.night, rng), None
     cols = [np.asarray(c, np.float32) for c in cues.colours]
     if sunset:
         top, low = _c((70, 40, 110)), _c((250, 140, 60))
@@ -61,7 +64,9 @@ def _sky(h: int, w: int, cues: Cues, rng: np.random.Generator, sunset: bool) -> 
         glow = np.exp(-d / (r * (4 if sunset else 3)))[..., None] * (0.6 if sunset else 0.35)
         sun = (d < r).astype(np.float32)[..., None]
         sky = _mix(sky, _c((255, 220, 150) if sunset else (255, 250, 235)), np.clip(glow + sun, 0, 1))
-    return sky
+        # still out to 1.5 radii, then a ramp wide enough that the clouds' drift never folds pixels over
+        return sky, np.clip((5.0 - d / r) / 3.5, 0, 1)
+    return sky, None
 
 
 def _storm_sky(h: int, w: int, night: bool, rng: np.random.Generator) -> np.ndarray:
@@ -127,9 +132,17 @@ def paint(cues: Cues, w: int, h: int, seed: int) -> np.ndarray:
     return paint_scene(cues, w, h, seed)[0]
 
 
-def paint_scene(cues: Cues, w: int, h: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """The still picture of the prompt's scene (uint8 RGB) and the mask of the fire painted in it, if any."""
-    fire = None
+class Painted(NamedTuple):
+    """A painted scene: the picture (uint8 RGB), and masks (0..1, its size) of its fire and its sun, if any."""
+
+    image: np.ndarray
+    fire: np.ndarray | None
+    sun: np.ndarray | None
+
+
+def paint_scene(cues: Cues, w: int, h: int, seed: int) -> Painted:
+    """The still picture of the prompt's scene and the regions ambient motion treats apart."""
+    fire = sun = None
     rng = np.random.default_rng([seed, 0x5CE])
     cols = [np.asarray(c, np.float32) for c in cues.colours]
     scene = cues.scene
@@ -161,7 +174,7 @@ def paint_scene(cues: Cues, w: int, h: int, seed: int) -> tuple[np.ndarray, np.n
         img = np.zeros((h, w, 3), np.float32)  # animated separately
     else:
         night = cues.night or scene == "city"
-        img = _sky(h, w, dataclasses.replace(cues, night=night), rng, sunset and not night)
+        img, sun = _sky(h, w, dataclasses.replace(cues, night=night), rng, sunset and not night)
         if night and not cues.overcast:
             xs, ys = rng.integers(0, w, int(300 * w * h / 2e6)), rng.integers(0, int(0.5 * h), int(300 * w * h / 2e6))
             for x, y in zip(xs, ys, strict=True):
@@ -222,7 +235,7 @@ def paint_scene(cues: Cues, w: int, h: int, seed: int) -> tuple[np.ndarray, np.n
             _fill_below(img, _ridge(w, 0.8, 0.08, rng), hill_c, 0.3)
         if "fire" in cues.ambient:
             fire = campfire(img, rng)
-    return np.clip(img, 0, 255).astype(np.uint8), fire
+    return Painted(np.clip(img, 0, 255).astype(np.uint8), fire, sun)
 
 
 def render_scene(cues: Cues, width: int, height: int, n: int, seed: int, timeline: Timeline,
@@ -230,11 +243,11 @@ def render_scene(cues: Cues, width: int, height: int, n: int, seed: int, timelin
     if cues.scene == "abstract":
         yield from _abstract(cues, width, height, n, seed)
         return
-    still, fire = paint_scene(cues, width, height, seed)
+    still, fire, sun = paint_scene(cues, width, height, seed)
     camera = cues.camera if cues.camera_explicit else DEFAULT_CAMERA[cues.scene]
     ambient = tuple(dict.fromkeys(cues.ambient + SCENE_AMBIENT[cues.scene]))
     yield from animate_image(still, None, dataclasses.replace(cues, camera=camera, ambient=ambient), timeline, n, fps,
-                             seed, subject_parallax=False, fire_region=fire)
+                             seed, subject_parallax=False, fire_region=fire, still_region=sun)
 
 
 def _abstract(cues: Cues, w: int, h: int, n: int, seed: int) -> Iterator[np.ndarray]:
