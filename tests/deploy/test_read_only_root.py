@@ -30,7 +30,11 @@ def can_remount() -> bool:
 def test_serve_and_its_worker_run_with_a_read_only_root():
     port = free_port()
     clipforge = Path(sys.executable).parent / "clipforge"
-    script = (f"mount -t tmpfs tmpfs /tmp && mount -o remount,bind,ro / && mkdir -p /tmp/data && cd / "
+    # A checkout under /tmp (CI may clone there) is bound back, read-only, over the fresh /tmp.
+    keep = (f"mount --bind {ROOT} /mnt && " if ROOT.is_relative_to("/tmp") else "")
+    restore = (f"mkdir -p {ROOT} && mount --bind /mnt {ROOT} && mount -o remount,bind,ro {ROOT} && "
+               if keep else "")
+    script = (f"{keep}mount -t tmpfs tmpfs /tmp && {restore}mount -o remount,bind,ro / && mkdir -p /tmp/data && cd / "
               f"&& if touch {ROOT}/.read-only-probe 2>/dev/null; then exit 99; fi "
               f"&& HOME=/tmp/data CLIPFORGE_HOME=/tmp/data PYTHONDONTWRITEBYTECODE=1 CLIPFORGE_API_KEYS=ro-key "
               f"exec {clipforge} serve --port {port} --workers 1")
