@@ -141,8 +141,8 @@ def test_fal_429_past_the_retries_is_transient(tmp_path, video):
     assert fake.cancelled  # the submitted request is cancelled before failing over
 
 
-def test_fal_cancel_is_sent_upstream_and_polling_stops(tmp_path, video):
-    fake = FakeFal(FAL_KEY, video)
+def task_cancelled_while_generating(tmp_path):
+    """A task whose cancel flag is seen once the provider reports it is generating."""
     t = task(tmp_path)
 
     def on_step(step, total, stage):
@@ -150,6 +150,12 @@ def test_fal_cancel_is_sent_upstream_and_polling_stops(tmp_path, video):
             raise Cancelled("Cancelled by request")
 
     t.on_step = on_step
+    return t
+
+
+def test_fal_cancel_is_sent_upstream_and_polling_stops(tmp_path, video):
+    fake = FakeFal(FAL_KEY, video)
+    t = task_cancelled_while_generating(tmp_path)
     with pytest.raises(Cancelled):
         fal(fake).run(t)
     assert fake.cancelled and fake.sent("PUT", "/cancel")[0].headers["authorization"] == f"Key {FAL_KEY}"
@@ -280,13 +286,7 @@ def test_replicate_failure_and_throttling(tmp_path, video):
 
 def test_replicate_cancel(tmp_path, video):
     fake = FakeReplicate(REP_KEY, video)
-    t = task(tmp_path)
-
-    def on_step(step, total, stage):
-        if stage.startswith("upstream generating"):
-            raise Cancelled("Cancelled by request")
-
-    t.on_step = on_step
+    t = task_cancelled_while_generating(tmp_path)
     with pytest.raises(Cancelled):
         replicate(fake).run(t)
     cancel = fake.sent("POST", "/cancel")[0]
