@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from clipforge.api import params
+from clipforge.api.async_store import off_loop
 from clipforge.api.auth import require_key, require_policy
 from clipforge.api.polls import serve_poll_lean, serve_query_poll_lean
 from clipforge.api.services import Services, services
@@ -244,7 +245,7 @@ async def cancel(generation_id: str, request: Request, owner: str = Depends(requ
     """Cancel: a queued job ends at once; a running one stops at its engine's next step."""
     job = await svc.jobs.cancel(generation_id, owner)
     if job.status == JobStatus.CANCELLED and job.params.get("inputs_prefix"):  # a running job's worker deletes them
-        await asyncio.to_thread(svc.artifacts.delete_prefix, job.params["inputs_prefix"])
+        await off_loop(svc.artifacts.delete_prefix, job.params["inputs_prefix"])
     view = generation_view(job, request, svc)
     view["cancel_requested"] = True
     return view

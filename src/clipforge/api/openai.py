@@ -13,7 +13,6 @@ What clipforge cannot render is refused with a 400 that names the field and the 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from typing import Any
@@ -109,7 +108,7 @@ async def reference(value: Any, svc: Services) -> CheckedImage | None:
         return None
     max_bytes = svc.settings.max_image_bytes
     if isinstance(value, UploadFile):
-        return await asyncio.to_thread(check_image_bytes, await value.read(), FIELD, max_bytes)
+        return await off_loop(check_image_bytes, await value.read(), FIELD, max_bytes)
     if isinstance(value, dict):
         if value.get("file_id") and not value.get("image_url"):
             raise InvalidInput(f"{FIELD}.file_id", f"{FIELD}.file_id: file ids are not supported; upload the "
@@ -238,7 +237,7 @@ async def download_content(video_id: str, variant: str = "video", owner: str = D
     if path is not None:
         return FileResponse(path, media_type=media_type)
     try:
-        data = await asyncio.to_thread(svc.artifacts.get_bytes, artifact) if artifact else None
+        data = await off_loop(svc.artifacts.get_bytes, artifact) if artifact else None
     except FileNotFoundError:
         data = None
     if data is None:
@@ -255,8 +254,8 @@ async def remix(video_id: str, request: Request, response: Response, policy: Key
     spec = {k: v for k, v in source.params["spec"].items() if k not in ("image", "tail_image")}
     spec.update(prompt=prompt, seed_given=True, size=tuple(spec["size"]) if spec.get("size") else None)
     try:
-        image = await asyncio.to_thread(stored_input, svc, source.params["spec"].get("image"), FIELD)
-        tail = await asyncio.to_thread(stored_input, svc, source.params["spec"].get("tail_image"), "tail_image")
+        image = await off_loop(stored_input, svc, source.params["spec"].get("image"), FIELD)
+        tail = await off_loop(stored_input, svc, source.params["spec"].get("tail_image"), "tail_image")
     except FileNotFoundError:
         raise Conflict(f"video '{video_id}' can no longer be remixed: its input image was deleted "
                        "(it expired, failed, was cancelled or was deleted); create a new video instead") from None
@@ -291,7 +290,7 @@ async def delete(video_id: str, owner: str = Depends(require_key),
     job = await svc.jobs.delete(video_id, owner)
     prefixes = [job.media_token, job.params.get("inputs_prefix")]
     for prefix in filter(None, prefixes):
-        await asyncio.to_thread(svc.artifacts.delete_prefix, prefix)
+        await off_loop(svc.artifacts.delete_prefix, prefix)
     return {"id": job.id, "object": "video.deleted", "deleted": True}
 
 

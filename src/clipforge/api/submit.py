@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -99,7 +98,7 @@ class Submitter:
         if image.checked is not None:
             return image.checked
         if image.data is not None:
-            return await asyncio.to_thread(check_image_bytes, image.data, image.field, self.settings.max_image_bytes)
+            return await off_loop(check_image_bytes, image.data, image.field, self.settings.max_image_bytes)
         assert image.ref is not None
         return await load_image(image.ref, image.field, self.fetcher, self.settings.max_image_bytes)
 

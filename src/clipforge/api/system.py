@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import mimetypes
 from typing import Any
 
@@ -77,7 +76,7 @@ async def media(key: str, svc: Services = Depends(services)) -> Response:
     if path is None:
         # Object storage: answer with a short-lived signed URL to the object, when it is there.
         signed = svc.artifacts.presigned_url(key, MEDIA_REDIRECT_SECONDS)
-        if signed is not None and await asyncio.to_thread(svc.artifacts.exists, key):
+        if signed is not None and await off_loop(svc.artifacts.exists, key):
             return RedirectResponse(signed, 307)
         raise HTTPException(404, "no such media (it may have expired)")
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"

@@ -9,7 +9,6 @@ Deliveries themselves are sent by the workers (clipforge.worker.webhooks).
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
@@ -67,14 +66,14 @@ def parse_events(value: Any) -> tuple[str, ...]:
 @router.get("/v1/webhooks/secret")
 async def get_secret(owner: str = Depends(require_key), svc: Services = Depends(services)) -> dict[str, Any]:
     """The caller's signing secret (made on first use); verify deliveries with it."""
-    secret = await asyncio.to_thread(svc.store.webhook_secret, owner)
+    secret = await svc.jobs.webhook_secret(owner)
     return {"object": "webhook.secret", "secret": secret}
 
 
 @router.post("/v1/webhooks/secret/rotate")
 async def rotate_secret(owner: str = Depends(require_key), svc: Services = Depends(services)) -> dict[str, Any]:
     """Replace the caller's signing secret; every later delivery attempt is signed with the new one."""
-    secret = await asyncio.to_thread(svc.store.webhook_secret, owner, True)
+    secret = await svc.jobs.webhook_secret(owner, rotate=True)
     return {"object": "webhook.secret", "secret": secret, "rotated": True}
 
 
