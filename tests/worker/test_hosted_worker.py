@@ -65,15 +65,23 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return path.read_bytes()
 
 
+def fal_worker(store, tmp_path: Path, handle, settings: Settings | None = None, slots: int = 1) -> Worker:
+    """A worker whose fal engine talks to `handle` (a fake of fal's queue API), engines checked."""
+    settings = settings or Settings(home=tmp_path, lease_seconds=5, heartbeat_seconds=1)
+    artifacts = LocalArtifactStore(tmp_path / "media")
+    runner = JobRunner(store, artifacts, ROUTING, settings,
+                       lambda name: FalEngine(CONFIG, transport=httpx.MockTransport(handle)))
+    worker = Worker(store, artifacts, ROUTING, settings, worker_id="w1", runner=runner, slots=slots)
+    worker.check_engines()
+    return worker
+
+
 def test_one_worker_process_runs_many_hosted_jobs_at_once(tmp_path: Path, video: bytes, monkeypatch):
     monkeypatch.setenv("FAL_KEY", KEY)
     fake = TimedFal(video)
-    store, artifacts = MemoryJobStore(), LocalArtifactStore(tmp_path / "media")
-    settings = Settings(home=tmp_path, lease_seconds=5, heartbeat_seconds=1)
-    runner = JobRunner(store, artifacts, ROUTING, settings,
-                       lambda name: FalEngine(CONFIG, transport=httpx.MockTransport(fake.handle)))
-    worker = Worker(store, artifacts, ROUTING, settings, worker_id="w-hosted", runner=runner, slots=8)
-    worker.check_engines()
+    store = MemoryJobStore()
+    worker = fal_worker(store, tmp_path, fake.handle, slots=8)
+    artifacts = worker.artifacts
     jobs = [Job(id=f"job-{i}", owner="o", model=T2V, engine="fal",
                 params={"spec": GenerationSpec(prompt=f"clip {i}").to_dict()}) for i in range(8)]
     for job in jobs:
@@ -102,12 +110,8 @@ def test_one_worker_process_runs_many_hosted_jobs_at_once(tmp_path: Path, video:
 def test_an_undecodable_result_fails_the_job_with_the_engine_named(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("FAL_KEY", KEY)
     fake = TimedFal(b"<html>not a video</html>")
-    store, artifacts = MemoryJobStore(), LocalArtifactStore(tmp_path / "media")
-    settings = Settings(home=tmp_path, lease_seconds=5, heartbeat_seconds=1)
-    runner = JobRunner(store, artifacts, ROUTING, settings,
-                       lambda name: FalEngine(CONFIG, transport=httpx.MockTransport(fake.handle)))
-    worker = Worker(store, artifacts, ROUTING, settings, worker_id="w1", runner=runner)
-    worker.check_engines()
+    store = MemoryJobStore()
+    worker = fal_worker(store, tmp_path, fake.handle)
     store.create(Job(id="bad", owner="o", model=T2V, engine="fal",
                      params={"spec": GenerationSpec(prompt="x").to_dict()}))
     assert worker.run_once()
@@ -164,17 +168,14 @@ def test_a_seed_sent_while_fal_was_scaled_to_zero_fails_the_job_when_it_runs(tmp
     monkeypatch.setenv("FAL_KEY", KEY)
     config = tmp_path / "models.toml"
     config.write_text(f'[models."{T2V}"]\nengines = ["fal"]\n[autoscale]\nengines = ["fal"]\n')
-    store, artifacts = MemoryJobStore(), LocalArtifactStore(tmp_path / "media")
+    store = MemoryJobStore()
     settings = Settings(home=tmp_path, api_keys=("k1",), models_config=config)
     with TestClient(create_app(settings, store=store)) as client:
         ids = [client.post("/v2/video/generations", headers={"Authorization": "Bearer k1"},
                            json={"model": T2V, "prompt": "a fox", **extra}).json()["id"]
                for extra in ({"seed": 7}, {})]
     fake = TimedFal(video)
-    runner = JobRunner(store, artifacts, ROUTING, settings,
-                       lambda name: FalEngine(CONFIG, transport=httpx.MockTransport(fake.handle)))
-    worker = Worker(store, artifacts, ROUTING, settings, worker_id="w1", runner=runner)
-    worker.check_engines()
+    worker = fal_worker(store, tmp_path, fake.handle, settings)
     assert worker.run_once() and worker.run_once()
     seeded, unseeded = (store.get(i) for i in ids)
     assert seeded.status == JobStatus.FAILED
@@ -210,12 +211,7 @@ def test_a_provider_failure_holding_nul_ends_the_job_in_postgres(tmp_path: Path,
     schema = f"hosted_nul_{uuid.uuid4().hex[:10]}"
     store = PostgresJobStore(url, schema=schema, max_connections=2)
     try:
-        artifacts = LocalArtifactStore(tmp_path / "media")
-        settings = Settings(home=tmp_path, lease_seconds=5, heartbeat_seconds=1)
-        runner = JobRunner(store, artifacts, ROUTING, settings,
-                           lambda name: FalEngine(CONFIG, transport=httpx.MockTransport(NulFal(video).handle)))
-        worker = Worker(store, artifacts, ROUTING, settings, worker_id="w1", runner=runner)
-        worker.check_engines()
+        worker = fal_worker(store, tmp_path, NulFal(video).handle)
         store.create(Job(id="nul", owner="o", model=T2V, engine="fal",
                          params={"spec": GenerationSpec(prompt="x").to_dict()}))
         assert worker.run_once()
