@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from clipforge.core.job import JobStatus
-from clipforge.jobs.webhooks import GIVE_UP_AFTER_SECONDS, next_attempt_at, retry_delay
+from clipforge.jobs.webhooks import GIVE_UP_AFTER_SECONDS, delivery_origin, next_attempt_at, retry_delay
 from jobs import test_store_contract as contract
 
 add = contract.add
@@ -134,8 +134,8 @@ def test_expired_lease_of_a_cancel_requested_job_enqueues_failed(store):
 
 
 # -- dispatching -----------------------------------------------------------------------------------
-def _completed_with_hook(store) -> str:
-    job = add(store, webhook=HOOK)
+def _completed_with_hook(store, url: str = HOOK["url"]) -> str:
+    job = add(store, webhook={"url": url})
     store.claim("w1", ["preview"], 60)
     store.finish(job.id, "w1", JobStatus.COMPLETED)
     return store.deliveries(job.id)[0]["id"]
@@ -169,6 +169,43 @@ def test_concurrent_dispatchers_never_get_the_same_delivery(backend):
     with ThreadPoolExecutor(4) as pool:
         claimed = [d for batch in pool.map(grab, range(4)) for d in batch]
     assert sorted(claimed) == sorted(ids)
+
+
+def test_delivery_origin_is_scheme_host_and_port_lower_cased():
+    assert delivery_origin("HTTPS://Hooks.Example.COM/in?x=1") == "https://hooks.example.com:443"
+    assert delivery_origin("https://hooks.example.com:443/other") == "https://hooks.example.com:443"
+    assert delivery_origin("https://hooks.example.com.:8443/in") == "https://hooks.example.com:8443"
+    assert delivery_origin("http://hooks.example.com/in") == "http://hooks.example.com:80"
+    assert delivery_origin("http://user:pw@[2001:DB8::1]:9000/in") == "http://[2001:db8::1]:9000"
+
+
+def test_claim_deliveries_caps_each_receiver_and_leaves_the_rest_due(backend, monkeypatch):
+    if backend.name == "postgres":  # several pages of due rows, past the capped receiver's
+        from clipforge.jobs import postgres
+        monkeypatch.setattr(postgres, "DUE_PAGE", 2)
+    store = backend.open()
+    a = [_completed_with_hook(store, "https://a.example.com/hook") for _ in range(4)]
+    a.append(_completed_with_hook(store, "HTTPS://A.example.com:443/other"))  # the same receiver
+    other_port = _completed_with_hook(store, "https://a.example.com:8443/hook")
+    other_scheme = _completed_with_hook(store, "http://a.example.com/hook")
+    a_origin = "https://a.example.com:443"
+
+    def rows() -> dict[str, dict]:
+        return {d["id"]: d for job in store.list("alice", limit=20) for d in store.deliveries(job.id)}
+
+    before = rows()
+    first = store.claim_deliveries(10, 60, per_origin=2, busy={a_origin: 1})
+    assert [d["id"] for d in first] == [a[0], other_port, other_scheme]
+    now, after = time.time(), rows()
+    for held in a[1:]:  # skipped at the cap: untouched, still due, no attempt counted
+        assert after[held] == before[held]
+        assert (after[held]["status"], after[held]["attempts"]) == ("pending", 0)
+        assert after[held]["next_attempt_at"] <= now
+    assert after[a[0]]["next_attempt_at"] > now + 50  # the claimed one is leased
+    assert store.claim_deliveries(10, 60, per_origin=2, busy={a_origin: 2}) == []
+    assert [d["id"] for d in store.claim_deliveries(1, 60, per_origin=2)] == [a[1]]  # the limit still holds
+    assert [d["id"] for d in store.claim_deliveries(10, 60, per_origin=2, busy={a_origin: 1})] == [a[2]]
+    assert [d["id"] for d in store.claim_deliveries(10, 60)] == a[3:]  # no cap: the rest, oldest first
 
 
 def test_finish_delivery_records_outcomes(store):

@@ -6,6 +6,7 @@ import abc
 import enum
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from clipforge.core.errors import ConfigError
@@ -154,10 +155,14 @@ class JobStore(abc.ABC):
         """The owner's signing secret (`whsec_...`), made on first use; `rotate` replaces it."""
         raise NotImplementedError(f"{type(self).__name__} does not implement webhook_secret")
 
-    def claim_deliveries(self, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
+    def claim_deliveries(self, limit: int, lease_seconds: float, *, per_origin: int | None = None,
+                         busy: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
         """Up to `limit` pending deliveries that are due, oldest due first, each with its
         `next_attempt_at` pushed `lease_seconds` ahead so no other dispatcher sends it meanwhile.
-        Rows: the columns of `jobs.webhooks.DELIVERY_COLUMNS`."""
+        With `per_origin`, a due delivery whose receiver (`jobs.webhooks.delivery_origin`) already
+        has that many, counting `busy[origin]` (the caller's in flight) and those taken earlier in
+        this call, is skipped and left untouched (still due, in its place); later due deliveries to
+        other receivers are taken instead. Rows: the columns of `jobs.webhooks.DELIVERY_COLUMNS`."""
         raise NotImplementedError(f"{type(self).__name__} does not implement claim_deliveries")
 
     def finish_delivery(self, delivery_id: str, delivered: bool, error: str | None = None,

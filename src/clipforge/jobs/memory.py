@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from clipforge.core.errors import Conflict, NotFound, QuotaExceeded
 from clipforge.core.job import Job, JobStatus
 from clipforge.jobs.base import JobStore, LeaseState
 from clipforge.jobs.rows import cancelled_error, lost_worker_error
-from clipforge.jobs.webhooks import delivery_for, new_secret
+from clipforge.jobs.webhooks import ReceiverCap, delivery_for, new_secret
 
 
 class MemoryJobStore(JobStore):
@@ -244,12 +245,14 @@ class MemoryJobStore(JobStore):
                 self._secrets[owner] = new_secret()
             return self._secrets[owner]
 
-    def claim_deliveries(self, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
+    def claim_deliveries(self, limit: int, lease_seconds: float, *, per_origin: int | None = None,
+                         busy: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
         now = time.time()
+        cap = ReceiverCap(per_origin, busy)
         with self._lock:
-            due = sorted((d for d in self._deliveries.values()
-                          if d["status"] == "pending" and d["next_attempt_at"] <= now),
-                         key=lambda d: (d["next_attempt_at"], d["id"]))[:limit]
+            due = [d for d in sorted((d for d in self._deliveries.values()
+                                      if d["status"] == "pending" and d["next_attempt_at"] <= now),
+                                     key=lambda d: (d["next_attempt_at"], d["id"])) if cap.admit(d["url"])][:limit]
             for d in due:
                 d["next_attempt_at"], d["updated_at"] = now + lease_seconds, now
             return [dict(d) for d in due]

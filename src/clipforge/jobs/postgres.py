@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,7 +28,7 @@ from clipforge.core.job import Job, JobStatus
 from clipforge.jobs import migrate
 from clipforge.jobs.base import JobStore, LeaseState
 from clipforge.jobs.rows import COLUMNS, JSON_COLUMNS, cancelled_error, list_query, lost_worker_error, row_to_job
-from clipforge.jobs.webhooks import DELIVERY_COLUMNS, delivery_for, new_secret, row_to_delivery
+from clipforge.jobs.webhooks import DELIVERY_COLUMNS, ReceiverCap, delivery_for, new_secret, row_to_delivery
 
 try:  # optional: without it one connection, behind a lock, serves every thread
     from psycopg_pool import ConnectionPool
@@ -131,6 +131,15 @@ WITH due AS (
 UPDATE webhook_deliveries d SET next_attempt_at = {_NOW} + %s, updated_at = {_NOW}
 FROM due WHERE d.id = due.id
 RETURNING {", ".join(f"d.{c}" for c in DELIVERY_COLUMNS)}"""
+# With a per-receiver cap: due rows page by page (locked, others' locked ones skipped), then the lease.
+Q_DUE_DELIVERIES_PAGE = f"""
+SELECT id, url, next_attempt_at FROM webhook_deliveries
+WHERE status = 'pending' AND next_attempt_at <= {_NOW} AND (next_attempt_at, id) > (%s, %s)
+ORDER BY next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED"""
+Q_LEASE_DELIVERIES = f"""
+UPDATE webhook_deliveries SET next_attempt_at = {_NOW} + %s, updated_at = {_NOW} WHERE id = ANY(%s)
+RETURNING {_DELIVERY_COLS}"""
+DUE_PAGE = 200
 Q_DELIVERED = ("UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, last_error = NULL, "
                f"delivered_at = {_NOW}, updated_at = {_NOW} WHERE id = %s")
 Q_DELIVERY_FAILED = ("UPDATE webhook_deliveries SET status = 'failed', attempts = attempts + 1, last_error = %s, "
@@ -429,10 +438,29 @@ class PostgresJobStore(JobStore):
                 row = c.execute(Q_SECRET, (owner,)).fetchone()
             return row[0]
 
-    def claim_deliveries(self, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
+    def claim_deliveries(self, limit: int, lease_seconds: float, *, per_origin: int | None = None,
+                         busy: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
+        if limit <= 0:
+            return []
+        if per_origin is None:
+            with self._tx() as c:
+                rows = c.execute(Q_CLAIM_DELIVERIES, (limit, lease_seconds)).fetchall()
+            return sorted((row_to_delivery(r) for r in rows), key=lambda d: d["created_at"])
+        cap = ReceiverCap(per_origin, busy)
         with self._tx() as c:
-            rows = c.execute(Q_CLAIM_DELIVERIES, (limit, lease_seconds)).fetchall()
-        return sorted((row_to_delivery(r) for r in rows), key=lambda d: d["created_at"])
+            taken: list[str] = []
+            after: tuple[float, str] = (float("-inf"), "")
+            while len(taken) < limit:  # past deliveries to receivers at their cap (left untouched)
+                page = c.execute(Q_DUE_DELIVERIES_PAGE, (*after, DUE_PAGE)).fetchall()
+                for delivery_id, url, _ in page:
+                    if len(taken) < limit and cap.admit(url):
+                        taken.append(delivery_id)
+                if len(page) < DUE_PAGE:
+                    break
+                after = (page[-1][2], page[-1][0])
+            rows = c.execute(Q_LEASE_DELIVERIES, (lease_seconds, taken)).fetchall() if taken else []
+        order = {delivery_id: i for i, delivery_id in enumerate(taken)}
+        return sorted((row_to_delivery(r) for r in rows), key=lambda d: order[d["id"]])
 
     def finish_delivery(self, delivery_id: str, delivered: bool, error: str | None = None,
                         retry_at: float | None = None) -> None:

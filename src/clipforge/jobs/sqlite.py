@@ -6,7 +6,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,14 @@ from clipforge.jobs.rows import (
     lost_worker_error,
     row_to_job,
 )
-from clipforge.jobs.webhooks import DELIVERY_COLUMNS, delivery_for, delivery_row, new_secret, row_to_delivery
+from clipforge.jobs.webhooks import (
+    DELIVERY_COLUMNS,
+    ReceiverCap,
+    delivery_for,
+    delivery_row,
+    new_secret,
+    row_to_delivery,
+)
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM jobs"
 _DELIVERY_COLS = ", ".join(DELIVERY_COLUMNS)
@@ -337,15 +344,29 @@ class SQLiteJobStore(JobStore):
                       f"ON CONFLICT (owner) {conflict}", (owner, new_secret(), time.time()))
             return c.execute("SELECT secret FROM webhook_secrets WHERE owner = ?", (owner,)).fetchone()[0]
 
-    def claim_deliveries(self, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
+    def claim_deliveries(self, limit: int, lease_seconds: float, *, per_origin: int | None = None,
+                         busy: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
         now = time.time()
         due_sql = "FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
-        if not self._read(f"SELECT 1 {due_sql} LIMIT 1", (now,)):
+        if limit <= 0 or not self._read(f"SELECT 1 {due_sql} LIMIT 1", (now,)):
             return []  # the common case answers from a read, without taking the write lock
+        cap = ReceiverCap(per_origin, busy)
         with self._tx() as c:
-            rows = c.execute(f"SELECT {_DELIVERY_COLS} {due_sql} ORDER BY next_attempt_at, id LIMIT ?",
-                             (now, limit)).fetchall()
-            out = [row_to_delivery(r) for r in rows]
+            out: list[dict[str, Any]] = []
+            # oldest due first, read lazily past deliveries to receivers at their cap (left untouched)
+            sql, args = f"SELECT {_DELIVERY_COLS} {due_sql} ORDER BY next_attempt_at, id", (now,)
+            if per_origin is None:
+                sql, args = sql + " LIMIT ?", (now, limit)
+            rows = c.execute(sql, args)
+            try:
+                for row in rows:
+                    d = row_to_delivery(row)
+                    if cap.admit(d["url"]):
+                        out.append(d)
+                        if len(out) >= limit:
+                            break
+            finally:
+                rows.close()
             for d in out:
                 d["next_attempt_at"], d["updated_at"] = now + lease_seconds, now
                 c.execute("UPDATE webhook_deliveries SET next_attempt_at = ?, updated_at = ? WHERE id = ?",

@@ -5,6 +5,11 @@ A job's `webhook` field is `{"url": ..., "events": [...]}` with events from EVEN
 `events` the default is completed and failed. "failed" covers failed, cancelled and lost-worker
 failures. Stores call `delivery_for` inside the transaction that changes the job's status, so a
 delivery exists if and only if the transition committed.
+
+A dispatcher may cap the deliveries it has in flight per receiver (`delivery_origin`: the URL's
+scheme, host and port): `JobStore.claim_deliveries(..., per_origin=, busy=)` then skips due
+deliveries whose receiver is at the cap, leaving them due and untouched, and takes later due ones
+to other receivers instead (`ReceiverCap` is that rule, shared by the stores).
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import base64
 import os
 import secrets
 import time
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from clipforge.core.job import JobStatus
 
@@ -64,6 +71,39 @@ def delivery_for(job_id: str, owner: str, webhook: dict[str, Any] | None, status
     return {"id": new_delivery_id(), "job_id": job_id, "owner": owner, "url": webhook["url"],
             "event_type": event_type, "status": "pending", "attempts": 0, "next_attempt_at": now,
             "last_error": None, "created_at": now, "updated_at": now, "delivered_at": None}
+
+
+def delivery_origin(url: str) -> str:
+    """The receiver a delivery goes to, as the per-receiver cap counts it: `scheme://host:port`,
+    lower-cased, the default port written out (`HTTPS://Hooks.Example.com/a` and
+    `https://hooks.example.com:443/b` are one receiver; another port or scheme is another)."""
+    parts = urlsplit(url.strip())
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower().rstrip(".")
+    try:
+        port = parts.port
+    except ValueError:  # a malformed port: the URL is its own receiver (its attempts fail anyway)
+        return url.strip().lower()
+    port = port if port is not None else {"https": 443, "http": 80}.get(scheme)
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}" if port is None else f"{scheme}://{host}:{port}"
+
+
+class ReceiverCap:
+    """Admits deliveries, oldest due first, while each receiver has fewer than `per_origin` in
+    flight, counting the caller's `busy` ones and those admitted so far (`per_origin=None`: all)."""
+
+    def __init__(self, per_origin: int | None = None, busy: Mapping[str, int] | None = None) -> None:
+        self.per_origin = per_origin
+        self.counts: dict[str, int] = dict(busy or {})
+
+    def admit(self, url: str) -> bool:
+        if self.per_origin is None:
+            return True
+        origin = delivery_origin(url)
+        if self.counts.get(origin, 0) >= self.per_origin:
+            return False
+        self.counts[origin] = self.counts.get(origin, 0) + 1
+        return True
 
 
 def delivery_row(delivery: dict[str, Any]) -> tuple[Any, ...]:
