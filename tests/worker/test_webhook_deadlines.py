@@ -1,5 +1,6 @@
 """Webhook attempts against real sockets: every attempt has a hard deadline however slowly a receiver
-trickles its answer, and one slow receiver does not hold up deliveries to another."""
+trickles its answer, one slow receiver does not hold up deliveries to another, and one hanging
+receiver with a backlog gets at most PER_RECEIVER of the dispatcher's slots."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from clipforge.core.job import Job, JobStatus, new_job_id
 from clipforge.core.settings import Settings
 from clipforge.jobs.memory import MemoryJobStore
 from clipforge.storage.local import LocalArtifactStore
-from clipforge.worker.webhooks import WebhookDispatcher
+from clipforge.worker.webhooks import PER_RECEIVER, SLOTS, WebhookDispatcher
 
 DEADLINE = 1.0
 
@@ -48,6 +49,57 @@ class TrickleReceiver:
 
     def close(self) -> None:
         self.stop.set()
+        self.sock.close()
+
+
+class HangingReceiver:
+    """Reads each request and holds it unanswered until `recover()`, then answers 204 to the held
+    ones and to any later at once. Counts the requests held open at once, receiver side."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self.port = self.sock.getsockname()[1]
+        self.recovered, self.lock = threading.Event(), threading.Lock()
+        self.open = self.peak = 0
+        self.arrivals: list[str] = []  # webhook-ids, in the order their requests were read
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.open += 1
+                self.peak = max(self.peak, self.open)
+            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
+
+    def _hold(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                head = data.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+                msg_id = next(line.split(":", 1)[1].strip() for line in head
+                              if line.lower().startswith("webhook-id:"))
+                with self.lock:
+                    self.arrivals.append(msg_id)
+                self.recovered.wait(60)
+            finally:
+                with self.lock:  # no longer held: counted down before the answer can free a slot
+                    self.open -= 1
+            conn.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+
+    def recover(self) -> None:
+        self.recovered.set()
+
+    def close(self) -> None:
+        self.recovered.set()
         self.sock.close()
 
 
@@ -88,7 +140,7 @@ def test_a_trickling_receiver_neither_outlives_the_deadline_nor_delays_another_r
     store = MemoryJobStore()
     settings = Settings(home=tmp_path, allow_private_urls=True, webhook_backoff_seconds=60)
     dispatcher = WebhookDispatcher(store, LocalArtifactStore(tmp_path / "media"), settings, attempt_seconds=DEADLINE)
-    slow_jobs = [finished_job(store, "slow-key", f"http://127.0.0.1:{slow.port}/hook") for _ in range(6)]
+    slow_jobs = [finished_job(store, "slow-key", f"http://127.0.0.1:{slow.port}/hook") for _ in range(PER_RECEIVER)]
     fast_job = finished_job(store, "fast-key", f"http://127.0.0.1:{fast.port}/hook")  # enqueued last
     started = time.monotonic()
     dispatcher.start()
@@ -110,3 +162,48 @@ def test_a_trickling_receiver_neither_outlives_the_deadline_nor_delays_another_r
         [row] = store.deliveries(job_id)
         assert (row["status"], row["attempts"]) == ("pending", 1)
         assert "within 1 s (the attempt's deadline)" in row["last_error"]
+
+
+def test_a_hanging_receiver_with_a_backlog_gets_at_most_its_cap_and_others_still_get_slots(tmp_path):
+    hanging, fast = HangingReceiver(), FastReceiver()
+    store = MemoryJobStore()
+    settings = Settings(home=tmp_path, allow_private_urls=True, webhook_backoff_seconds=60)
+    dispatcher = WebhookDispatcher(store, LocalArtifactStore(tmp_path / "media"), settings, attempt_seconds=60)
+    backlog = SLOTS + 8  # more than every slot, all due before the other receiver's one
+    hanging_jobs = [finished_job(store, "hanging-key", f"http://127.0.0.1:{hanging.port}/hook/{i}")
+                    for i in range(backlog)]
+    ids = [store.deliveries(j)[0]["id"] for j in hanging_jobs]
+    fast_job = finished_job(store, "fast-key", f"http://127.0.0.1:{fast.port}/hook")
+    started = time.monotonic()
+    dispatcher.start()
+    try:
+        while not (fast.arrivals and hanging.open >= PER_RECEIVER) and time.monotonic() < started + 5:
+            time.sleep(0.02)
+        assert fast.arrivals, f"the other receiver's delivery waited behind the hanging one ({hanging.open} held)"
+        fast_after = fast.arrivals[0][0] - started
+        time.sleep(0.3)  # a moment for any send past the cap to show
+        assert (hanging.open, hanging.peak) == (PER_RECEIVER, PER_RECEIVER)
+        assert sorted(hanging.arrivals) == sorted(ids[:PER_RECEIVER])  # the oldest first
+        now = time.time()
+        for job_id in hanging_jobs[PER_RECEIVER:]:  # held back: still due, no attempt counted
+            [row] = store.deliveries(job_id)
+            assert (row["status"], row["attempts"], row["last_error"]) == ("pending", 0, None)
+            assert row["next_attempt_at"] <= now
+
+        hanging.recover()
+        recovered = time.monotonic()
+        while any(store.deliveries(j)[0]["status"] != "delivered" for j in hanging_jobs):
+            assert time.monotonic() < recovered + 10, [store.deliveries(j)[0] for j in hanging_jobs]
+            time.sleep(0.02)
+        drained_after = time.monotonic() - recovered
+    finally:
+        dispatcher.stop()
+        hanging.close()
+        fast.close()
+    assert fast_after < 5  # not behind the hanging receiver's attempts (their deadline is 60 s)
+    assert store.deliveries(fast_job)[0]["status"] == "delivered"
+    assert sorted(hanging.arrivals) == sorted(ids)  # each exactly once
+    assert hanging.peak == PER_RECEIVER
+    assert all(store.deliveries(j)[0]["attempts"] == 1 for j in hanging_jobs)
+    print(f"fast delivery after {fast_after:.3f} s; {backlog} held deliveries drained "
+          f"{PER_RECEIVER} at a time in {drained_after:.3f} s after recovery; peak {hanging.peak} open")

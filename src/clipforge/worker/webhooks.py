@@ -2,8 +2,15 @@
 
 The thread claims due deliveries (`JobStore.claim_deliveries`, which leases them so no other
 dispatcher sends them meanwhile) as sending slots come free, and sends each on its own (a slow
-receiver holds one slot, never the others' deliveries). Each attempt builds the body from the job's
-current row, signs it the Standard Webhooks way and POSTs it:
+receiver holds one slot, never the others' deliveries). At most `PER_RECEIVER` of the `SLOTS` go to
+one receiver (the URL's scheme, host and port: `jobs.webhooks.delivery_origin`) at a time: the store
+skips due deliveries to a receiver at that cap, leaving them due and untouched (no attempt counted,
+their order kept), so a hanging receiver with a backlog cannot fill every slot for a whole deadline
+while other receivers' deliveries wait. A finished send wakes the thread, which claims again at once,
+so a held-back delivery is taken as soon as its receiver frees a slot.
+
+Each attempt builds the body from the job's current row, signs it the Standard Webhooks way and
+POSTs it:
 
     webhook-id: msg_...                    (the delivery's id: the same on every retry)
     webhook-timestamp: 1718000000          (seconds, when this attempt was sent)
@@ -33,6 +40,7 @@ import logging
 import ssl
 import threading
 import time
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -45,7 +53,7 @@ from clipforge.core.job import Job, JobStatus
 from clipforge.core.settings import Settings
 from clipforge.inputs.fetch import USER_AGENT, CheckedUrl, Resolver, check_public_url, system_resolver
 from clipforge.jobs.base import JobStore
-from clipforge.jobs.webhooks import SECRET_PREFIX, next_attempt_at
+from clipforge.jobs.webhooks import SECRET_PREFIX, delivery_origin, next_attempt_at
 from clipforge.storage.base import ArtifactStore, artifact_url
 
 log = logging.getLogger(__name__)
@@ -55,6 +63,7 @@ AIML_STATUS = {JobStatus.QUEUED: "queued", JobStatus.RUNNING: "generating", JobS
                JobStatus.FAILED: "error", JobStatus.CANCELLED: "error", JobStatus.EXPIRED: "error"}
 
 SLOTS = 16               # deliveries in flight at once, each on its own
+PER_RECEIVER = 4         # of those, to one receiver (scheme, host and port) at most
 BATCH = 4                # deliveries `run_once` claims
 CONNECT_SECONDS = 5.0    # per attempt: to connect
 READ_SECONDS = 10.0      # per attempt: each read or write
@@ -79,16 +88,18 @@ class WebhookDispatcher:
 
     def __init__(self, store: JobStore, artifacts: ArtifactStore, settings: Settings, *,
                  transport: httpx.AsyncBaseTransport | None = None, resolver: Resolver = system_resolver,
-                 ssl_context: ssl.SSLContext | None = None, attempt_seconds: float = ATTEMPT_SECONDS) -> None:
+                 ssl_context: ssl.SSLContext | None = None, attempt_seconds: float = ATTEMPT_SECONDS,
+                 per_receiver: int = PER_RECEIVER) -> None:
         self.store, self.artifacts, self.settings = store, artifacts, settings
         self.resolver, self._transport = resolver, transport
-        self.attempt_seconds = attempt_seconds
+        self.attempt_seconds, self.per_receiver = attempt_seconds, per_receiver
         self._ssl = ssl_context or ssl.create_default_context(cafile=certifi.where())
         self.poll_seconds = min(1.0, max(0.05, settings.webhook_backoff_seconds / 2))
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a send finished (or stop): claim again without waiting out the poll
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._in_flight: set[Future[bool]] = set()
+        self._in_flight: dict[Future[bool], str] = {}  # each send under way: its receiver
         self._dns: ThreadPoolExecutor | None = None  # lookups: a hung one outlives its attempt, not the deadline
         self._dns_lock = threading.Lock()
 
@@ -105,6 +116,7 @@ class WebhookDispatcher:
         """Stop claiming; a send in flight may finish within `timeout` (an unfinished one is sent
         again once its lease runs out)."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -124,18 +136,22 @@ class WebhookDispatcher:
                 log.exception("webhooks: dispatch round failed")
                 started = 0
             if not started:
-                self._stop.wait(self.poll_seconds)
+                self._wake.wait(self.poll_seconds)
+            self._wake.clear()  # dispatch() next sees every send that finished before this
 
     def dispatch(self) -> int:
-        """Claim as many due deliveries as there are free slots and start sending each; no waiting
-        for sends already under way. How many were started."""
-        self._in_flight = {f for f in self._in_flight if not f.done()}
+        """Claim as many due deliveries as there are free slots, none to a receiver already at its
+        cap, and start sending each; no waiting for sends already under way. How many were started."""
+        self._in_flight = {f: origin for f, origin in self._in_flight.items() if not f.done()}
         free = SLOTS - len(self._in_flight)
         if free <= 0 or self._pool is None:
             return 0
-        claimed = self.store.claim_deliveries(free, LEASE_SECONDS)
+        claimed = self.store.claim_deliveries(free, LEASE_SECONDS, per_origin=self.per_receiver,
+                                              busy=Counter(self._in_flight.values()))
         for delivery in claimed:
-            self._in_flight.add(self._pool.submit(self._deliver_logged, delivery))
+            future = self._pool.submit(self._deliver_logged, delivery)
+            self._in_flight[future] = delivery_origin(delivery["url"])
+            future.add_done_callback(lambda _: self._wake.set())
         return len(claimed)
 
     def _deliver_logged(self, delivery: dict[str, Any]) -> bool:
