@@ -152,8 +152,7 @@ def run_worker(settings: Settings, engines: list[str] | None = None, embedded: b
     # let the running job finish within the grace period, else hand it back to the queue.
     signal.signal(signal.SIGTERM, lambda *_: worker.request_stop())
     signal.signal(signal.SIGINT, lambda *_: worker.request_stop())
-    for name, state in worker.check_engines().items():
-        log.info("engine %s: %s", name, "ready" if state.ready else f"not ready ({state.reason})")
+    worker.check_engines()  # logs each engine's state, and again whenever it changes
     worker.run_forever()
 
 

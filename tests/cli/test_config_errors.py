@@ -110,3 +110,21 @@ def test_a_missing_database_or_storage_driver_names_the_extra(tmp_path: Path, mo
     assert code == 1 and "Traceback" not in out, out
     assert out.strip().splitlines()[-1] == ("Error: s3:// storage needs the s3 extra (boto3 is not installed): "
                                             "scripts/install.sh image, or pip install 'clipforge[s3]'"), out
+
+
+@pytest.mark.parametrize(("engine", "line", "variable"), [
+    ("aiml", 'api_key = "sk-live-123"', "AIMLAPI_API_KEY"),
+    ("replicate", 'api_token = "r8_live_123"', "REPLICATE_API_TOKEN"),
+    ("fal", 'key = "fal-live-123"', "FAL_KEY"),
+])
+def test_a_key_written_into_a_hosted_engine_table_is_refused_with_the_api_key_env_hint(
+        tmp_path: Path, engine: str, line: str, variable: str):
+    """The start-up check (`clipforge models`, as `serve` and `worker`) answers with the hosted engine's own
+    hint, not the generic unknown-key message, and never echoes the key."""
+    path = tmp_path / "models.toml"
+    path.write_text(f'[models."m"]\nengines = ["{engine}"]\n\n[engines.{engine}]\n{line}\n')
+    code, out = run("models", "--models-config", str(path))
+    key = line.split('"')[1]
+    assert code == 1 and out.startswith(f"Error: [engines.{engine}] {line.split()[0]}: a key is never read"), out
+    assert f'api_key_env = "{variable}"' in out and "environment variable" in out
+    assert "unknown key" not in out and key not in out and "Traceback" not in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 from typing import Any
 
@@ -15,6 +16,7 @@ from clipforge.api.services import Services, services
 from clipforge.core.job import is_output_key
 from clipforge.core.routing import WORKER_TTL, engine_reason, engine_states, pick_engine
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["system"])
 MEDIA_REDIRECT_SECONDS = 3600
 
@@ -31,8 +33,9 @@ async def readyz(svc: Services = Depends(services)) -> JSONResponse:
     autoscaled engine (scaled to zero: a queued job starts a worker)."""
     try:
         states = engine_states(await svc.jobs.live_workers(WORKER_TTL))
-    except Exception as exc:
-        return JSONResponse({"status": "not ready", "reason": f"job store unreachable: {exc}"}, 503)
+    except Exception as exc:  # the error may name the database's host or address: the log has it, not the body
+        log.warning("readyz: job store unreachable: %s: %s", type(exc).__name__, exc)
+        return JSONResponse({"status": "not ready", "reason": "job store unreachable"}, 503)
     auto = svc.routing.autoscaled
     ready = [m for m, route in svc.routing.models.items() if pick_engine(route, states, autoscaled=auto)]
     if not ready:

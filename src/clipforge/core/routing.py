@@ -18,6 +18,7 @@ from typing import Any
 
 from clipforge.core.capabilities import refusal
 from clipforge.core.errors import ConfigError, InvalidInput
+from clipforge.core.redact import public_reason
 
 TASKS = ("i2v", "t2v", "any")
 TASK_SUFFIXES = {"-image-to-video": "i2v", "-text-to-video": "t2v"}  # the AIML ids' own naming
@@ -104,7 +105,9 @@ WORKER_TTL = 20.0  # seconds: a worker that has not refreshed its row for this l
 
 
 def engine_states(live_workers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per engine: ready on any live worker? and the reasons reported where not."""
+    """Per engine: ready on any live worker? and the reasons reported where not, in their public form
+    (clipforge.core.redact: these reach API callers; the operator's own are in the worker's log and
+    `clipforge models`)."""
     states: dict[str, dict[str, Any]] = {}
     for worker in live_workers:
         for name, state in worker["info"].get("engines", {}).items():
@@ -113,8 +116,8 @@ def engine_states(live_workers: list[dict[str, Any]]) -> dict[str, dict[str, Any
                 entry["ready"] = True
                 entry["workers"] += 1
                 entry.setdefault("limits", state.get("limits") or {})
-            elif state.get("reason") and state["reason"] not in entry["reasons"]:
-                entry["reasons"].append(state["reason"])
+            elif (reason := public_reason(state)) and reason not in entry["reasons"]:
+                entry["reasons"].append(reason)
     return states
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from clipforge.core.spec import FPS, GenerationSpec
-from clipforge.engines.options import Option
+from clipforge.engines.options import Option, check_engine_config
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,11 +37,16 @@ class Readiness:
     reason: str | None = None
     limits: dict[str, Any] = field(default_factory=dict)  # see clipforge.core.capabilities
     detail: str | None = None  # e.g. ltx2's memory estimate and offload plan (`clipforge models --verbose`)
+    # The reason as the HTTP API may show it (no URL, host, address, path or exception text); None: the
+    # API shows `reason` passed through clipforge.core.redact. `reason` itself is the operator's.
+    public: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"ready": self.ready, "reason": self.reason, "limits": self.limits}
         if self.detail:
             out["detail"] = self.detail
+        if self.public:
+            out["public_reason"] = self.public
         return out
 
 
@@ -92,6 +97,13 @@ class Engine(abc.ABC):
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         self.config = dict(config or {})
+
+    @classmethod
+    def check_config(cls, table: str, config: dict[str, Any]) -> None:
+        """ConfigError (one line) for a bad `[engines.<table>]` table: `serve`, `worker` and `models`
+        call this at start. The default checks the keys and values against `options`; an engine with a
+        more specific message for some mistake overrides this and says it first."""
+        check_engine_config(table, cls.options, config)
 
     @classmethod
     def readiness(cls, config: dict[str, Any]) -> Readiness:

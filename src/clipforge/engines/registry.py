@@ -2,7 +2,8 @@
 
 Built-in engines are listed here; any other engine is declared in the models TOML with a
 `class = "package.module:ClassName"` key in its `[engines.<name>]` table. `check_routing` checks
-every engine table against the settings its class declares (`Engine.options`).
+every engine table with its class's `check_config` (by default: against the settings it declares in
+`Engine.options`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Any
 from clipforge.core.errors import ConfigError
 from clipforge.core.routing import Routing, load_routing
 from clipforge.engines.base import Engine, Readiness
-from clipforge.engines.options import check_engine_config
 
 BUILTIN_ENGINES: dict[str, str] = {
     "preview": "clipforge.engines.preview:PreviewEngine",
@@ -44,17 +44,18 @@ def engine_readiness(name: str, config: dict[str, Any]) -> Readiness:
     try:
         cls = engine_class(name, config)
     except Exception as exc:  # an engine module that fails to import is simply not ready
-        return Readiness(False, f"engine '{name}' cannot be loaded: {exc}")
+        return Readiness(False, f"engine '{name}' cannot be loaded: {exc}", public="the engine cannot be loaded")
     options = {k: v for k, v in config.items() if k != "class"}
     try:
-        check_engine_config(name, cls.options, config)
+        cls.check_config(name, config)
     except ConfigError as exc:  # the CLI refuses this at start; a store-side view says why it is not ready
-        return Readiness(False, str(exc))
+        return Readiness(False, str(exc), public="its [engines] configuration is invalid")
     try:
         state = cls.readiness(options)
-        return Readiness(state.ready, state.reason, cls.limits(options), state.detail)
+        return Readiness(state.ready, state.reason, cls.limits(options), state.detail, state.public)
     except Exception as exc:
-        return Readiness(False, f"readiness check failed: {exc}")
+        return Readiness(False, f"readiness check failed: {type(exc).__name__}: {exc}",
+                         public="its readiness check failed")
 
 
 def check_engine(name: str, config: dict[str, Any]) -> None:
@@ -64,7 +65,7 @@ def check_engine(name: str, config: dict[str, Any]) -> None:
         cls = engine_class(name, config)
     except Exception:
         return
-    check_engine_config(name, cls.options, config)
+    cls.check_config(name, config)
 
 
 def check_routing(routing: Routing) -> None:

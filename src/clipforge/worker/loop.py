@@ -64,8 +64,16 @@ class Worker:
         self.sweeper = EndedJobSweeper(store, artifacts, since=time.time())
 
     def check_engines(self) -> dict[str, Readiness]:
+        """Check every engine; log each one's state when it changes (the operator's full reason: the
+        HTTP API shows only its public form)."""
+        before = self.readiness
         self.readiness = {n: engine_readiness(n, self.routing.engine_config(n)) for n in self.engine_names}
         self._checked_at = time.monotonic()
+        for name, state in self.readiness.items():
+            old = before.get(name)
+            if old is None or (old.ready, old.reason) != (state.ready, state.reason):
+                log.log(logging.INFO if state.ready else logging.WARNING, "engine %s: %s", name,
+                        "ready" if state.ready else f"not ready ({state.reason})")
         return self.readiness
 
     @property

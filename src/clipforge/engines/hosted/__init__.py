@@ -8,7 +8,8 @@ The contract (who calls what):
   lost lease), and the job's checkpoint with a function to save a new one.
 - `HostedEngine.run` (base.py) is the one loop every provider shares: submit (or resume the upstream id
   an earlier attempt checkpointed), poll with backoff that honours `Retry-After`, map the provider's
-  state to progress and stage, then download the result (http.py, download.py). A cancel cancels
+  state to progress and stage, then download the result (http.py, download.py). All of it ends by the
+  job's deadline (`job_timeout_seconds`): a wait the time left cannot cover fails the job at once. A cancel cancels
   upstream and stops; a lost lease (worker shutdown) stops without cancelling, so the next attempt
   resumes polling the same upstream job.
 - Failures: the provider's message, prefixed with the engine name, as `EngineError`; transient ones

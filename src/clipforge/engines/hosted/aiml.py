@@ -40,7 +40,8 @@ class AimlEngine(HostedEngine):
         response = self.http.client.get(self.http.url("/v1/models"))
         if response.status_code in (401, 403):
             return Readiness(False, f"{self.name}: {self.base_url} refused the key in "
-                             f"{self.key_env(self.config)} (HTTP {response.status_code})")
+                             f"{self.key_env(self.config)} (HTTP {response.status_code})",
+                             public="the provider refused the key")
         return Readiness(True)
 
     def submit(self, task: HostedTask, model: str) -> Upstream:
@@ -55,7 +56,7 @@ class AimlEngine(HostedEngine):
         return parse_status(response.json(), retry_after_seconds(response))
 
     def cancel(self, job: Upstream) -> None:
-        self.http.request("POST", f"{PATH}/{quote(job.id, safe=':/')}/cancel")
+        self.send_cancel("POST", f"{PATH}/{quote(job.id, safe=':/')}/cancel")
 
 
 def request_body(task: HostedTask, model: str) -> dict[str, Any]:

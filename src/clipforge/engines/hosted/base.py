@@ -14,17 +14,18 @@ from typing import Any, ClassVar
 
 import httpx
 
-from clipforge.core.errors import Cancelled, ConfigError, EngineError, EngineUnavailable
+from clipforge.core.errors import Cancelled, ConfigError, EngineError
 from clipforge.core.spec import GenerationSpec
 from clipforge.engines.base import Engine, EngineOutput, EngineRequest, Readiness, StepCallback, no_progress
 from clipforge.engines.hosted.download import DownloadPolicy, download
-from clipforge.engines.hosted.http import ProviderHTTP, clean_json, clean_text
+from clipforge.engines.hosted.http import MAX_RETRY_AFTER, ProviderHTTP, clean_json, clean_text, seconds
 from clipforge.engines.options import Option, check_engine_config
 
 log = logging.getLogger(__name__)
 
 STEPS = 1000  # progress is reported as step/STEPS
-MAX_RETRY_AFTER = 300.0  # seconds: the longest a provider's Retry-After may make a poll wait
+SECRET_WORDS = ("key", "token", "secret", "password")  # an undeclared option named so is a key written in
+CANCEL_SECONDS = 10.0  # the most an upstream cancel (with its retries) may take: the job has ended already
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 
 # Options every hosted engine takes in its [engines.<name>] table: name -> type, or a tuple of allowed values.
@@ -60,6 +61,10 @@ class HostedTask:
     checkpoint: dict[str, Any] | None = None
     save_checkpoint: Callable[[dict[str, Any]], None] = lambda data: None
     last: tuple[int, str] = (0, "submitting")
+    deadline: float | None = None  # time.monotonic() by which the job must be done (run sets it)
+
+    def time_left(self) -> float:
+        return math.inf if self.deadline is None else self.deadline - time.monotonic()
 
     def report(self, fraction: float, stage: str) -> None:
         """Progress (0..1 of the provider's work) and stage; raises when the job must stop."""
@@ -111,7 +116,7 @@ class HostedEngine(Engine):
     def __init__(self, config: dict[str, Any] | None = None, transport: httpx.BaseTransport | None = None,
                  environ: Mapping[str, str] | None = None) -> None:
         super().__init__(config)
-        check_options(self.name, self.config)
+        self.check_config(self.name, self.config)
         key = api_key(self.config, self.default_key_env, environ)
         if not key:
             raise ConfigError(f"{self.name}: the environment variable {self.key_env(self.config)} is not set")
@@ -134,24 +139,43 @@ class HostedEngine(Engine):
 
     @classmethod
     def readiness(cls, config: dict[str, Any], environ: Mapping[str, str] | None = None) -> Readiness:
+        """The reason names base_url and the error for the operator; `public`, what /v1/models shows,
+        names neither (a provider's or an internal URL is no business of API callers)."""
         try:
-            check_options(cls.name, config)
+            cls.check_config(cls.name, config)
         except ConfigError as exc:
-            return Readiness(False, str(exc))
+            return Readiness(False, str(exc), public="its [engines] configuration is invalid")
         if not api_key(config, cls.default_key_env, environ):
-            return Readiness(False, f"the environment variable {cls.key_env(config)} (api_key_env) is not set")
+            return Readiness(False, f"the environment variable {cls.key_env(config)} (api_key_env) is not set",
+                             public="no provider key is configured")
         try:
             engine = cls(config, environ=environ)
         except ConfigError as exc:
-            return Readiness(False, str(exc))
+            return Readiness(False, str(exc), public="its [engines] configuration is invalid")
         try:
-            return engine.check_credentials()
+            state = engine.check_credentials()
+            if not state.ready and state.public is None:
+                return Readiness(False, state.reason, state.limits, state.detail, "provider check failed")
+            return state
         except EngineError as exc:
-            return Readiness(False, str(exc))
+            return Readiness(False, str(exc), public="provider check failed")
         except httpx.HTTPError as exc:
-            return Readiness(False, f"{cls.name}: cannot reach {engine.base_url}: {type(exc).__name__}: {exc}")
+            return Readiness(False, f"{cls.name}: cannot reach {engine.base_url}: {type(exc).__name__}: {exc}",
+                             public="provider not reachable")
         finally:
             engine.unload()
+
+    @classmethod
+    def check_config(cls, table: str, config: dict[str, Any]) -> None:
+        """A key written into the table (`api_key = ...`, `token`, `secret`...) is refused with a pointer
+        to `api_key_env` before the generic unknown-key check could answer for it."""
+        declared = {o.name for o in cls.options or ()} | {"class"}
+        for name in config:
+            if any(word in name.lower() for word in SECRET_WORDS) and name not in declared:
+                raise ConfigError(f"[engines.{table}] {name}: a key is never read from the models config; put it "
+                                  f"in an environment variable and name that variable in api_key_env (default: "
+                                  f"api_key_env = \"{cls.default_key_env}\")")
+        check_engine_config(table, cls.options, config)
 
     @classmethod
     def limits(cls, config: dict[str, Any]) -> dict[str, Any]:
@@ -181,11 +205,14 @@ class HostedEngine(Engine):
                           "worker), not in-process; route a model to it and submit there")
 
     def run(self, task: HostedTask) -> HostedResult:
-        """Submit (or resume), wait, download: a clip file in task.workdir and the provider's meta."""
+        """Submit (or resume), wait, download: a clip file in task.workdir and the provider's meta.
+        All of it, every retry, poll and wait included, ends by job_timeout_seconds from here."""
+        ends = time.monotonic() + self.job_timeout
+        task.deadline = ends if task.deadline is None else min(task.deadline, ends)
         job = self._resume(task) or self._submit(task)
         try:
             state = self._wait(job, task)
-        except (Cancelled, EngineUnavailable):
+        except (Cancelled, EngineError):  # a cancel, a timeout, a provider gone: stop spending upstream
             self._cancel_quietly(job)
             raise
         if state.state == FAILED:
@@ -196,7 +223,7 @@ class HostedEngine(Engine):
             raise EngineError(f"{self.name}: the provider reported success but returned no video link")
         task.report(1.0, "downloading")
         path = task.workdir / "upstream.mp4"
-        size = download(self.media, state.video_url, path, self.downloads, self.name)
+        size = download(self.media, state.video_url, path, self.downloads, self.name, task.deadline)
         meta = {"engine": self.name, "provider_job_id": job.id, "upstream_model": job.model,
                 "usage": clean_json(state.usage), "downloaded_bytes": size}
         return HostedResult(path, meta)
@@ -223,27 +250,46 @@ class HostedEngine(Engine):
         log.info("job %s: submitted to %s as %s", task.job_id, self.name, job.id)
         return job
 
+    @property
+    def job_timeout(self) -> float:
+        return float(self.config.get("job_timeout_seconds", 3600.0))
+
+    def _timed_out(self, why: str = "") -> EngineError:
+        return EngineError(f"{self.name}: the provider did not finish within {self.job_timeout:g} s "
+                           f"(job_timeout_seconds){why}")
+
     def _wait(self, job: Upstream, task: HostedTask) -> UpstreamState:
         interval = float(self.config.get("poll_seconds", 2.0))
         ceiling = float(self.config.get("max_poll_seconds", 15.0))
-        started, limit = time.monotonic(), float(self.config.get("job_timeout_seconds", 3600.0))
+        started = time.monotonic()
         expected = float(self.config.get("expected_seconds", 120.0))
+        last_call = False
         while True:
             task.check()
+            if task.time_left() <= 0:
+                raise self._timed_out()
             state = self.status(job, task)
             if state.state in (SUCCEEDED, FAILED, CANCELLED):
                 return state
+            left = task.time_left()
+            if left <= 0 or last_call:
+                raise self._timed_out()
             elapsed = time.monotonic() - started
-            if elapsed > limit:
-                raise EngineError(f"{self.name}: the provider did not finish within {limit:g} s "
-                                  "(job_timeout_seconds)")
             guess = state.progress if state.progress is not None else min(0.9, elapsed / expected)
             stage = "upstream queued" if state.state == QUEUED else "upstream generating"
             if state.detail:  # a queue position or the provider's last log line, shown to the user
                 stage = f"{stage}: {self.http.mask(state.detail)[:120]}"
             task.report(guess if state.state == RUNNING else 0.0, stage)
-            wait = interval if state.retry_after is None else min(state.retry_after, MAX_RETRY_AFTER)
-            self.sleep(task, min(wait, max(0.0, limit - elapsed) + 0.01))  # wake to notice the job timeout
+            if state.retry_after is not None:  # the provider says when to ask again: not before
+                wait = min(state.retry_after, MAX_RETRY_AFTER)
+                if wait >= left:
+                    raise self._timed_out(f": the provider asked to be polled again in {seconds(wait)} s and the "
+                                          f"job has {seconds(left)} s left")
+            else:
+                wait = interval
+                if wait >= left:  # no room for another full interval: one last poll shortly before the end
+                    wait, last_call = max(0.0, left - min(1.0, left / 2)), True
+            self.sleep(task, wait)
             interval = min(ceiling, interval * 1.5)
 
     def sleep(self, task: HostedTask, seconds: float) -> None:
@@ -255,7 +301,7 @@ class HostedEngine(Engine):
 
     def _cancel_quietly(self, job: Upstream) -> None:
         try:
-            self.cancel(job)
+            self.cancel(job)  # its request is bounded by CANCEL_SECONDS (send_cancel)
             log.info("%s job %s: cancel sent upstream", self.name, job.id)
         except Exception as exc:  # best effort: the job stops here in any case
             log.warning("%s job %s: upstream cancel failed: %s", self.name, job.id, self.http.mask(str(exc)))
@@ -266,8 +312,15 @@ class HostedEngine(Engine):
         return link if link and self.http.on_base(link) else path
 
     def poll(self, method: str, url: str, task: HostedTask, **kwargs: Any) -> httpx.Response:
-        """A provider request made while a job waits: its retries sleep interruptibly."""
-        return self.http.request(method, url, sleep=lambda s: self.sleep(task, s), **kwargs)
+        """A provider request made for a job: its retries sleep interruptibly (a cancel stops them
+        within a quarter second) and neither they nor the request outlast the job's deadline."""
+        return self.http.request(method, url, sleep=lambda s: self.sleep(task, s), deadline=task.deadline,
+                                 **kwargs)
+
+    def send_cancel(self, method: str, url: str) -> None:
+        """An upstream cancel: best effort, done (retries included) within CANCEL_SECONDS; a provider
+        that asks for a longer wait is not waited for."""
+        self.http.request(method, url, deadline=time.monotonic() + CANCEL_SECONDS)
 
     def unload(self) -> None:
         self.http.close()
@@ -279,11 +332,3 @@ def api_key(config: dict[str, Any], default_env: str, environ: Mapping[str, str]
     env = os.environ if environ is None else environ
     return env.get(str(config.get("api_key_env") or default_env), "").strip()
 
-
-def check_options(engine: str, config: dict[str, Any]) -> None:
-    """ConfigError for an unknown option or a value of the wrong type (keys never belong in the file)."""
-    for name in config:
-        if "key" in name and name not in {o.name for o in HOSTED_OPTIONS} | {"class"}:
-            raise ConfigError(f"[engines.{engine}] {name}: unknown option (put the key in an environment "
-                              "variable and name it in api_key_env)")
-    check_engine_config(engine, HOSTED_OPTIONS, config)

@@ -32,13 +32,21 @@ class DownloadPolicy:
             h.startswith("*.") and host.endswith(h[1:]) for h in self.trusted_hosts)
 
 
-def download(client: httpx.Client, url: str, dest: Path, policy: DownloadPolicy, engine: str) -> int:
-    """Stream `url` into `dest`; returns the byte count. EngineError naming the engine on any failure."""
+def download(client: httpx.Client, url: str, dest: Path, policy: DownloadPolicy, engine: str,
+             job_deadline: float | None = None) -> int:
+    """Stream `url` into `dest`; returns the byte count. EngineError naming the engine on any failure.
+    It ends by `download_timeout_seconds`, or by the job's deadline (time.monotonic()) when that is sooner."""
     deadline = time.monotonic() + policy.timeout
+    slow = f"{engine}: downloading the result took over {policy.timeout:g} s (download_timeout_seconds)"
+    if job_deadline is not None and job_deadline < deadline:
+        deadline = job_deadline
+        slow = f"{engine}: downloading the result ran past the job's time limit (job_timeout_seconds)"
     current = url
     for _ in range(policy.max_redirects + 1):
+        if time.monotonic() >= deadline:
+            raise EngineError(slow)
         request = _guarded_request(current, policy, engine)
-        next_url = _fetch(client, request, current, dest, policy, engine, deadline)
+        next_url = _fetch(client, request, current, dest, policy, engine, deadline, slow)
         if next_url is None:
             return dest.stat().st_size
         current = next_url
@@ -61,7 +69,7 @@ def _guarded_request(url: str, policy: DownloadPolicy, engine: str) -> httpx.Req
 
 
 def _fetch(client: httpx.Client, request: httpx.Request, url: str, dest: Path, policy: DownloadPolicy,
-           engine: str, deadline: float) -> str | None:
+           engine: str, deadline: float, slow: str) -> str | None:
     """Write the body to dest, or return the redirect target."""
     # No single connect or read may outlast the whole download's deadline.
     remaining = max(0.05, deadline - time.monotonic())
@@ -74,11 +82,11 @@ def _fetch(client: httpx.Client, request: httpx.Request, url: str, dest: Path, p
             if not response.is_success:
                 raise EngineError(f"{engine}: downloading the result failed: HTTP {response.status_code}")
             _check_length(response, policy, engine)
-            _write(response, dest, policy, engine, deadline)
+            _write(response, dest, policy, engine, deadline, slow)
             return None
     except httpx.TimeoutException as exc:
         if time.monotonic() >= deadline:
-            raise _too_slow(policy, engine) from exc
+            raise EngineError(slow) from exc
         raise EngineError(f"{engine}: downloading the result failed: {type(exc).__name__}: {exc}") from exc
     except httpx.HTTPError as exc:
         raise EngineError(f"{engine}: downloading the result failed: {type(exc).__name__}: {exc}") from exc
@@ -91,7 +99,8 @@ def _check_length(response: httpx.Response, policy: DownloadPolicy, engine: str)
                           "download limit (max_download_bytes)")
 
 
-def _write(response: httpx.Response, dest: Path, policy: DownloadPolicy, engine: str, deadline: float) -> None:
+def _write(response: httpx.Response, dest: Path, policy: DownloadPolicy, engine: str, deadline: float,
+           slow: str) -> None:
     written = 0
     with open(dest, "wb") as out:
         # Chunks as they arrive (no chunk size: a sized iterator waits to fill 64 KiB, so a server
@@ -102,9 +111,6 @@ def _write(response: httpx.Response, dest: Path, policy: DownloadPolicy, engine:
                 raise EngineError(f"{engine}: the result is over the {policy.max_bytes}-byte download limit "
                                   "(max_download_bytes)")
             if time.monotonic() > deadline:
-                raise _too_slow(policy, engine)
+                raise EngineError(slow)
             out.write(chunk)
 
-
-def _too_slow(policy: DownloadPolicy, engine: str) -> EngineError:
-    return EngineError(f"{engine}: downloading the result took over {policy.timeout:g} s (download_timeout_seconds)")

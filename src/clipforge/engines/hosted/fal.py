@@ -57,7 +57,7 @@ class FalEngine(HostedEngine):
         return UpstreamState(RUNNING, retry_after=retry_after_seconds(response), detail=last)
 
     def cancel(self, job: Upstream) -> None:
-        self.http.request("PUT", self._url(job, "cancel_url"))
+        self.send_cancel("PUT", self._url(job, "cancel_url"))
 
 
 def fal_input(task: HostedTask) -> dict[str, Any]:

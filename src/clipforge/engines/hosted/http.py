@@ -3,6 +3,11 @@
 One place decides what is transient: connection errors, timeouts, 5xx and 429 are retried up to
 `max_retries` times and then raised as `EngineUnavailable` (the job may fail over); any other 4xx is the
 provider refusing the request, raised at once as `EngineError` with the provider's own message.
+
+A request made for a job carries the job's deadline (a `time.monotonic()` value): no try starts after
+it, no try's timeout reaches past it, and no wait (backoff or `Retry-After`) sleeps into it. A wait the
+time left cannot cover ends the request at once, as `EngineUnavailable`, saying what the provider asked
+for and how long the job had left, rather than sleeping past the job's end.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from clipforge.core.errors import EngineError, EngineUnavailable
 UNSAFE_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 MAX_BACKOFF = 30.0
+MAX_RETRY_AFTER = 300.0  # seconds: the longest one Retry-After may make a request wait
 Sleep = Callable[[float], None]
 
 
@@ -30,6 +36,11 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
         return max(0.0, float(value)) if value else None
     except ValueError:
         return None
+
+
+def seconds(value: float) -> str:
+    """A duration for a message: whole seconds from 10 s up, tenths below."""
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
 
 
 def error_text(response: httpx.Response, limit: int = 500) -> str:
@@ -84,7 +95,7 @@ class ProviderHTTP:
     def __init__(self, name: str, base_url: str, auth_header: str, secret: str, *, timeout: float = 30.0,
                  max_retries: int = 4, backoff: float = 1.0, transport: httpx.BaseTransport | None = None) -> None:
         self.name, self.base_url, self.secret = name, base_url.rstrip("/"), secret
-        self.max_retries, self.backoff = max_retries, backoff
+        self.max_retries, self.backoff, self.timeout = max_retries, backoff, timeout
         self.client = httpx.Client(timeout=timeout, transport=transport, trust_env=False,
                                    headers={"Authorization": auth_header, "User-Agent": "clipforge/0.1"})
 
@@ -114,20 +125,38 @@ class ProviderHTTP:
         surrogates (which PostgreSQL refuses and JSON responses cannot carry) replaced."""
         return clean_text(text.replace(self.secret, "***") if self.secret else text)
 
-    def request(self, method: str, path: str, sleep: Sleep = time.sleep, **kwargs: Any) -> httpx.Response:
-        """The provider's successful (2xx) answer; EngineError or EngineUnavailable otherwise."""
+    def request(self, method: str, path: str, sleep: Sleep = time.sleep, deadline: float | None = None,
+                **kwargs: Any) -> httpx.Response:
+        """The provider's successful (2xx) answer; EngineError or EngineUnavailable otherwise. With a
+        `deadline` (time.monotonic()), nothing is sent, waited for or slept through past it."""
+        problem: str | None = None
         for attempt in range(self.max_retries + 1):
-            wait, problem = self._try(method, path, kwargs)
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                before = f"{problem}; the job ran out of time before another try" if problem else \
+                    "the job ran out of time before the request was sent"
+                raise EngineUnavailable(self.mask(f"{self.name}: {before} (job_timeout_seconds)"))
+            wait, problem = self._try(method, path, kwargs, left)
             if problem is None:
                 assert isinstance(wait, httpx.Response)
                 return wait
             if attempt == self.max_retries:
                 raise EngineUnavailable(self.mask(f"{self.name}: {problem} (gave up after {attempt + 1} tries)"))
-            sleep(self._delay(attempt, wait if isinstance(wait, float) else None))
+            retry_after = wait if isinstance(wait, float) else None
+            delay = self._delay(attempt, retry_after)
+            if deadline is not None and delay >= (left := deadline - time.monotonic()):
+                asked = (f"the provider asked to retry after {seconds(delay)} s" if retry_after is not None
+                         else f"the next try is due in {seconds(delay)} s")
+                raise EngineUnavailable(self.mask(f"{self.name}: {problem}; {asked} and the job has "
+                                                  f"{seconds(max(0.0, left))} s left (job_timeout_seconds)"))
+            sleep(delay)
         raise AssertionError("unreachable")
 
-    def _try(self, method: str, path: str, kwargs: dict[str, Any]) -> tuple[Any, str | None]:
-        """(response, None) on success; (retry-after or None, problem) when worth retrying."""
+    def _try(self, method: str, path: str, kwargs: dict[str, Any], left: float | None = None) -> tuple[Any, str | None]:
+        """(response, None) on success; (retry-after or None, problem) when worth retrying. `left`: the
+        seconds the job has left, which bounds this try's connect and reads."""
+        if left is not None:
+            kwargs = {**kwargs, "timeout": httpx.Timeout(max(0.01, min(self.timeout, left)))}
         try:
             response = self.client.request(method, self.url(path), **kwargs)
         except httpx.TransportError as exc:
@@ -142,7 +171,7 @@ class ProviderHTTP:
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
-            return min(retry_after, 300.0)
+            return min(retry_after, MAX_RETRY_AFTER)
         return min(MAX_BACKOFF, self.backoff * 2 ** attempt) * random.uniform(0.5, 1.0)
 
     def close(self) -> None:

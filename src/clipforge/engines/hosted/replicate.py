@@ -49,7 +49,8 @@ class ReplicateEngine(HostedEngine):
         response = self.http.client.get(self.http.url("/v1/account"))
         if response.status_code in (401, 403):
             return Readiness(False, f"{self.name}: {self.base_url} refused the token in "
-                             f"{self.key_env(self.config)} (HTTP {response.status_code})")
+                             f"{self.key_env(self.config)} (HTTP {response.status_code})",
+                             public="the provider refused the token")
         return Readiness(True)
 
     def submit(self, task: HostedTask, model: str) -> Upstream:
@@ -66,7 +67,7 @@ class ReplicateEngine(HostedEngine):
         return parse_prediction(response.json(), retry_after_seconds(response))
 
     def cancel(self, job: Upstream) -> None:
-        self.http.request("POST", self.api_link(job.urls.get("cancel"), f"/v1/predictions/{job.id}/cancel"))
+        self.send_cancel("POST", self.api_link(job.urls.get("cancel"), f"/v1/predictions/{job.id}/cancel"))
 
 
 def replicate_input(task: HostedTask) -> dict[str, Any]:
