@@ -59,6 +59,10 @@ def settings_options(fn: Callable) -> Callable:
                      help="A running job whose worker is silent this long is retried by another."),
         click.option("--retention-hours", envvar="CLIPFORGE_RETENTION_HOURS", show_envvar=True, type=float,
                      default=168.0, show_default=True, help="Outputs are deleted this long after completion."),
+        click.option("--max-queue-seconds", envvar="CLIPFORGE_MAX_QUEUE_SECONDS", show_envvar=True,
+                     type=click.FloatRange(min=0), default=3600.0, show_default=True,
+                     help="A job no worker starts within this long of being queued fails with code queue_timeout "
+                          "(freeing the caller's active-job quota); 0: wait forever."),
         click.option("--log-format", envvar="CLIPFORGE_LOG_FORMAT", show_envvar=True, default="text",
                      type=click.Choice(["text", "json"]), show_default=True,
                      help="Log lines as text, or one JSON object per line carrying request and job ids."),
@@ -99,7 +103,8 @@ def build_settings(home: Path, api_keys: str | None, keys_file: Path | None, dat
 
 
 _MORE_SETTINGS = ("log_format", "shutdown_grace_seconds", "metrics_auth", "s3_endpoint_url", "s3_region",
-                  "s3_access_key_id", "s3_secret_access_key", "s3_addressing_style", "webhook_backoff_seconds")
+                  "s3_access_key_id", "s3_secret_access_key", "s3_addressing_style", "webhook_backoff_seconds",
+                  "max_queue_seconds")
 
 
 def fail(message: str) -> None:

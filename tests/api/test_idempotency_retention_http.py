@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from clipforge.core.keys import owner_id
 from clipforge.jobs.sqlite import SQLiteJobStore
@@ -58,3 +59,39 @@ def test_outputs_expire_and_files_are_removed(tmp_path: Path):
         assert not token_dir.exists()
     finally:
         server.stop()
+
+
+BAD_KEYS = [("k" * 256, "max_length", "at most 255 characters, got 256"),
+            (b"caf\xc3\xa9", "printable_ascii", "printable ASCII"),
+            (b"a\tb", "printable_ascii", "printable ASCII")]
+
+
+@pytest.mark.parametrize(("value", "rule", "says"), BAD_KEYS, ids=["too-long", "non-ascii", "tab"])
+@pytest.mark.parametrize("dialect", ["aiml", "openai", "remix"])
+def test_bad_idempotency_keys_are_a_400_naming_the_header(client: httpx.Client, dialect: str, value, rule: str,
+                                                          says: str):
+    before = len(client.get("/v1/videos", params={"limit": 100}).json()["data"])
+    headers = {"Idempotency-Key": value}
+    if dialect == "aiml":
+        r = client.post("/v2/video/generations", json={"model": "test/fixed", "prompt": "k"}, headers=headers)
+    elif dialect == "openai":
+        r = client.post("/v1/videos", json={"model": "test/fixed", "prompt": "k"}, headers=headers)
+    else:
+        source = client.post("/v1/videos", json={"model": "test/fixed", "prompt": "source"}).json()["id"]
+        before += 1
+        r = client.post(f"/v1/videos/{source}/remix", json={"prompt": "k"}, headers=headers)
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["message"].startswith("Idempotency-Key: ") and says in body["message"], body
+    assert (body["error"]["param"], body["error"]["code"]) == ("Idempotency-Key", rule)
+    assert body["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+    assert len(client.get("/v1/videos", params={"limit": 100}).json()["data"]) == before  # nothing queued
+
+
+def test_idempotency_keys_up_to_255_printable_characters_are_kept(client: httpx.Client):
+    for key in ("k" * 255, "order 42/~!{}\"'"):
+        body = {"model": "test/fixed", "prompt": f"limits {len(key)}"}
+        first = client.post("/v2/video/generations", json=body, headers={"Idempotency-Key": key})
+        assert first.status_code == 200, first.text
+        again = client.post("/v2/video/generations", json=body, headers={"Idempotency-Key": key})
+        assert again.status_code == 200 and again.json()["id"] == first.json()["id"]

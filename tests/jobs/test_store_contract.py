@@ -21,6 +21,7 @@ from clipforge.core.errors import Conflict, NotFound, QuotaExceeded
 from clipforge.core.job import Job, JobStatus, new_job_id
 from clipforge.jobs.base import LOST_WORKER_MESSAGE, JobStore, LeaseState, open_store
 from clipforge.jobs.memory import MemoryJobStore
+from clipforge.jobs.rows import queue_timeout_error
 from clipforge.jobs.sqlite import SQLiteJobStore
 from helpers import find_postgres
 
@@ -609,6 +610,86 @@ def test_postgres_store_works_without_psycopg_pool(backend, monkeypatch):
         assert sorted(claimed) == sorted(ids)
     finally:
         store.close()
+
+
+# -- queue-wait limit ------------------------------------------------------------------------------
+def test_fail_overdue_queued_fails_jobs_queued_past_the_limit_and_frees_the_quota(store):
+    long_ago = time.time() - 100
+    old = add(store, updated_at=long_ago, webhook={"url": "https://example.com/hook"})
+    fresh = add(store)
+    running = add(store, engine="ltx2", updated_at=long_ago)
+    assert store.claim("w1", ["ltx2"], 60).id == running.id
+    with pytest.raises(QuotaExceeded):
+        store.create(make_job(), max_active=3)
+
+    failed = store.fail_overdue_queued(10)
+    assert [j.id for j in failed] == [old.id]
+    expected = queue_timeout_error(10, "preview")
+    assert expected["code"] == "queue_timeout" and "within 10 s" in expected["message"]
+    assert "'preview'" in expected["message"]
+    assert (failed[0].status, failed[0].error) == (JobStatus.FAILED, expected)
+    got = store.get(old.id, "alice")
+    assert (got.status, got.error, got.worker_id, got.stage) == (JobStatus.FAILED, expected, None, None)
+    assert got.finished_at is not None and got.terminal
+    assert store.events(old.id)[-1]["status"] == "failed"
+    assert [d["event_type"] for d in store.deliveries(old.id)] == ["generation.failed"]
+    assert [j.id for j in store.finished_since(0.0)] == [old.id]  # what the input sweeper pages through
+    assert store.create(make_job(), max_active=3)[1]  # its place in the quota is free again
+    assert store.get(fresh.id).status == JobStatus.QUEUED
+    assert store.get(running.id).status == JobStatus.RUNNING
+    assert store.claim("w2", ["preview"], 60).id == fresh.id  # the failed job is never claimed
+    assert store.fail_overdue_queued(10) == []
+    with pytest.raises(Conflict):
+        store.cancel(old.id, "alice")
+
+
+def test_queue_wait_starts_again_when_a_job_goes_back_to_the_queue(store):
+    released = add(store, updated_at=time.time() - 100)
+    store.claim("w1", ["preview"], 60)
+    assert store.release(released.id, "w1")
+    reclaimed = add(store, engine="ltx2", updated_at=time.time() - 100)
+    store.claim("w1", ["ltx2"], 0.05)
+    time.sleep(0.15)
+    assert store.reclaim_expired() == 1
+    assert {store.get(j.id).status for j in (released, reclaimed)} == {JobStatus.QUEUED}
+    assert store.fail_overdue_queued(10) == []
+    time.sleep(0.3)
+    assert {j.id for j in store.fail_overdue_queued(0.2)} == {released.id, reclaimed.id}
+
+
+def test_fail_overdue_queued_racing_claims_ends_each_job_one_way(backend):
+    setup = backend.open()
+    ids = {add(setup, updated_at=time.time() - 100).id for _ in range(40)}
+    stores = [backend.open() for _ in range(6)]
+    barrier = threading.Barrier(6)
+
+    def claimer(i: int) -> list[str]:
+        barrier.wait()
+        got = []
+        while (job := stores[i].claim(f"w{i}", ["preview"], 60)) is not None:
+            got.append(job.id)
+        return got
+
+    def sweeper(i: int) -> list[str]:
+        barrier.wait()
+        failed: list[str] = []
+        while stores[i].active_by_engine().get(("preview", "queued")):
+            failed += [j.id for j in stores[i].fail_overdue_queued(10)]
+        return failed
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda i: (claimer if i < 4 else sweeper)(i), range(6)))
+    claimed = [job_id for got in results[:4] for job_id in got]
+    failed = [job_id for got in results[4:] for job_id in got]
+    assert len(claimed) == len(set(claimed)) and len(failed) == len(set(failed))
+    assert not set(claimed) & set(failed) and set(claimed) | set(failed) == ids
+    for job_id in failed:
+        job = setup.get(job_id)
+        assert (job.status, job.worker_id, job.error["code"]) == (JobStatus.FAILED, None, "queue_timeout")
+    for i, got in enumerate(results[:4]):
+        for job_id in got:
+            assert setup.get(job_id).status == JobStatus.RUNNING
+            assert stores[i].finish(job_id, f"w{i}", JobStatus.COMPLETED, outputs={"video": job_id})
 
 
 # -- release (graceful shutdown), metrics reads ----------------------------------------------------

@@ -41,7 +41,8 @@ def error_response(request: Request, status: int, message: str, *, param: str | 
 
 
 def _invalid(request: Request, exc: InvalidInput) -> JSONResponse:
-    detail = [{"loc": ["body", *exc.field.split(".")], "msg": exc.message, "type": exc.rule}]
+    field = [exc.field] if exc.location == "header" else exc.field.split(".")
+    detail = [{"loc": [exc.location, *field], "msg": exc.message, "type": exc.rule}]
     return error_response(request, 400, exc.message, param=exc.field, code=exc.rule, detail=detail)
 
 

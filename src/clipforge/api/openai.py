@@ -149,7 +149,7 @@ def error_object(job: Job) -> dict[str, Any] | None:
                 "(the same seed reproduces it)."}
     if job.status == JobStatus.FAILED:
         name = (job.error or {}).get("name") or "Failed"
-        code = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+        code = (job.error or {}).get("code") or re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
         return {"code": code, "message": (job.error or {}).get("message") or "generation failed"}
     return None
 

@@ -26,6 +26,7 @@ from fastapi.openapi.utils import get_openapi
 
 from clipforge.api.aiml import CREATE_PATHS, LIST_STATUS
 from clipforge.api.params import MAX_SEED
+from clipforge.api.submit import IDEMPOTENCY_KEY_MAX
 from clipforge.core.spec import ASPECT_RATIOS, DURATIONS, MAX_PROMPT_CHARS, OPENAI_DURATIONS
 from clipforge.jobs.webhooks import EVENTS
 
@@ -120,7 +121,9 @@ def aiml_schemas(models: list[str]) -> dict[str, Schema]:
         "output": nullable(obj({"video_url": nullable(STR), "thumbnail_url": nullable(STR),
                                 "duration_seconds": nullable(INT), "has_audio": nullable(BOOL),
                                 "width": nullable(INT), "height": nullable(INT)}, ["video_url"])),
-        "error": nullable(obj({"name": STR, "message": STR}, ["message"])),
+        "error": nullable(obj({"name": STR, "code": STR, "message": STR}, ["message"],
+                              description="Why it failed: `name` (e.g. QueueTimeout, WorkerLost, EngineError), "
+                              "a `code` where one is set (e.g. queue_timeout), and a message.")),
         "prompt": nullable(STR), "seed": nullable(INT), "expires_at": nullable(INT), "meta": USAGE,
         "cancel_requested": BOOL,
     }, ["id", "object", "model", "created", "status", "progress", "video", "output", "error", "meta"])
@@ -249,8 +252,9 @@ POLL_HEADERS = {"Retry-After": {"description": "While in flight: seconds until t
 OPENAI_POLL = {"openai-poll-after-ms": {"description": "While in flight: milliseconds until the next poll",
                                         "schema": {"type": "string"}}}
 IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False,
-               "schema": {"type": "string"},
-               "description": "A retry with the same key and body gets the first answer instead of a second job."}
+               "schema": {"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX, "pattern": "^[ -~]*$"},
+               "description": "A retry with the same key and body gets the first answer instead of a second job. "
+               f"At most {IDEMPOTENCY_KEY_MAX} printable ASCII characters (else 400); empty means no key."}
 
 
 def body(content: dict[str, str]) -> Schema:

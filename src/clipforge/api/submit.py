@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,26 @@ from clipforge.jobs.base import JobStore
 from clipforge.storage.base import ArtifactStore
 
 log = logging.getLogger(__name__)
+
+
+IDEMPOTENCY_KEY_MAX = 255
+IDEMPOTENCY_KEY_CHARS = re.compile(r"[ -~]*")  # printable ASCII, space included
+
+
+def check_idempotency_key(value: str | None) -> str | None:
+    """The Idempotency-Key header as the store keeps it: at most 255 printable ASCII characters, else
+    a 400 naming the header and the rule; an empty (or all-blank) key is no key."""
+    if value is None:
+        return None
+    if len(value) > IDEMPOTENCY_KEY_MAX:
+        raise InvalidInput("Idempotency-Key", f"Idempotency-Key: must be at most {IDEMPOTENCY_KEY_MAX} "
+                           f"characters, got {len(value)}", "max_length", location="header")
+    if not IDEMPOTENCY_KEY_CHARS.fullmatch(value):
+        bad = next(i for i, ch in enumerate(value) if not " " <= ch <= "~")
+        raise InvalidInput("Idempotency-Key", "Idempotency-Key: must contain only printable ASCII characters "
+                           f"(space to '~'), got {value[bad]!r} at position {bad}", "printable_ascii",
+                           location="header")
+    return value.strip() or None
 
 
 @dataclass
@@ -129,7 +150,7 @@ class Submitter:
 
     async def submit(self, sub: Submission) -> tuple[Job, bool]:
         """Validate, store inputs and enqueue; returns (job, created)."""
-        sub.idempotency_key = (sub.idempotency_key or "").strip() or None  # an empty Idempotency-Key is none
+        sub.idempotency_key = check_idempotency_key(sub.idempotency_key)
         earlier = await self._replay(sub)
         if earlier is not None:
             return earlier, False

@@ -25,11 +25,12 @@ class ClipforgeError(Exception):
 
 
 class InvalidInput(ClipforgeError):
-    def __init__(self, field: str, message: str, rule: str = "invalid") -> None:
+    def __init__(self, field: str, message: str, rule: str = "invalid", location: str = "body") -> None:
         super().__init__(message)
         self.field = field
         self.message = message
         self.rule = rule
+        self.location = location  # where the field is: body, header, query
 
 
 class NotFound(ClipforgeError):

@@ -40,12 +40,16 @@ class JobStore(abc.ABC):
       then id), and only to a claimer that listed the job's engine. A claim holds a lease that the
       worker renews with `heartbeat`; a job whose lease expires goes back to the queue with its
       attempt counted (up to `max_attempts`, then it fails with the WorkerLost message).
+    - Queue waits are bounded by the caller: `fail_overdue_queued(limit)` fails the jobs that have been
+      queued longer than `limit` seconds (since they last entered the queue: creation, a requeue or a
+      hand-back) with the QueueTimeout error, atomically with respect to `claim`: a job is either
+      claimed or failed, never both.
     - Cancel is a flag for running jobs (`heartbeat` answers CANCEL; the worker ends the job) and
       immediate for queued ones; cancelling a finished job raises Conflict.
     - `heartbeat` answers LOST and `finish` returns False to a worker that no longer holds the job.
     - Every status or progress change appends an event (`events`), numbered by a store-wide `seq`.
     - Webhooks: a transition that `jobs.webhooks.delivery_for` says warrants a delivery (finish,
-      cancel of a queued job, a reclaim or release that ends a job, and the first claim for
+      cancel of a queued job, a reclaim or release that ends a job, a queue timeout, and the first claim for
       "started") enqueues a pending delivery in the same transaction. `claim_deliveries` hands a due
       delivery to one dispatcher at a time (its next attempt is pushed forward by the lease);
       `finish_delivery` records the outcome.
@@ -119,6 +123,14 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def reclaim_expired(self) -> int:
         """Requeue (or fail, past max_attempts) running jobs whose lease has expired."""
+
+    def fail_overdue_queued(self, max_wait_seconds: float) -> list[Job]:
+        """Fail the jobs queued for longer than `max_wait_seconds` (measured from `updated_at`, the time
+        the job last entered the queue, against the store's clock) with `rows.queue_timeout_error`, in one
+        transaction that also appends their events and enqueues their webhooks. Returns them as they are
+        now (failed), so the caller can delete their inputs. A job a worker claims meanwhile is not
+        touched; one this call fails can no longer be claimed."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement fail_overdue_queued")
 
     # -- owner actions ---------------------------------------------------------------------
     @abc.abstractmethod

@@ -11,7 +11,7 @@ from typing import Any
 from clipforge.core.errors import Conflict, NotFound, QuotaExceeded
 from clipforge.core.job import Job, JobStatus
 from clipforge.jobs.base import JobStore, LeaseState
-from clipforge.jobs.rows import cancelled_error, lost_worker_error
+from clipforge.jobs.rows import cancelled_error, lost_worker_error, queue_timeout_error
 from clipforge.jobs.webhooks import ReceiverCap, delivery_for, new_secret
 
 
@@ -202,6 +202,19 @@ class MemoryJobStore(JobStore):
                 self._event(job)
                 self._enqueue_webhook(job)
             return len(stale)
+
+    def fail_overdue_queued(self, max_wait_seconds: float) -> list[Job]:
+        now = time.time()
+        with self._lock:
+            overdue = sorted((j for j in self._jobs.values() if j.status == JobStatus.QUEUED
+                              and j.updated_at < now - max_wait_seconds), key=lambda j: (j.created_at, j.id))
+            for job in overdue:
+                job.status, job.error = JobStatus.FAILED, queue_timeout_error(max_wait_seconds, job.engine)
+                job.finished_at = job.updated_at = now
+                job.stage = None
+                self._event(job)
+                self._enqueue_webhook(job)
+            return [copy.deepcopy(j) for j in overdue]
 
     def cancel(self, job_id: str, owner: str) -> Job:
         with self._lock:

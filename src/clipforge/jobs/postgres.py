@@ -27,7 +27,15 @@ from clipforge.core.errors import Conflict, NotFound, QuotaExceeded
 from clipforge.core.job import Job, JobStatus
 from clipforge.jobs import migrate
 from clipforge.jobs.base import JobStore, LeaseState
-from clipforge.jobs.rows import COLUMNS, JSON_COLUMNS, cancelled_error, list_query, lost_worker_error, row_to_job
+from clipforge.jobs.rows import (
+    COLUMNS,
+    JSON_COLUMNS,
+    cancelled_error,
+    list_query,
+    lost_worker_error,
+    queue_timeout_error,
+    row_to_job,
+)
 from clipforge.jobs.webhooks import DELIVERY_COLUMNS, ReceiverCap, delivery_for, new_secret, row_to_delivery
 
 try:  # optional: without it one connection, behind a lock, serves every thread
@@ -85,6 +93,12 @@ Q_END_LOST = (f"UPDATE jobs SET status = %s, error = %s, worker_id = NULL, lease
               f"stage = NULL, finished_at = {_NOW}, updated_at = {_NOW} WHERE id = %s")
 Q_REQUEUE = ("UPDATE jobs SET status = 'queued', worker_id = NULL, lease_expires_at = NULL, progress = 0, "
              f"stage = NULL, updated_at = {_NOW} WHERE id = %s")
+# Rows a claim holds (it locks with SKIP LOCKED too) are skipped here, and rows this locks are skipped
+# by claims: a job ends up claimed or failed, never both. The error is set per row after (it names the engine).
+Q_OVERDUE_QUEUED = (f"SELECT id, engine, progress, owner, webhook FROM jobs WHERE status = 'queued' "
+                    f"AND updated_at < {_NOW} - %s ORDER BY created_at, id FOR UPDATE SKIP LOCKED")
+Q_FAIL_QUEUED = (f"UPDATE jobs SET status = 'failed', error = %s, stage = NULL, finished_at = {_NOW}, "
+                 f"updated_at = {_NOW} WHERE id = %s AND status = 'queued' RETURNING {_COLS}")
 Q_RELEASE_LOCK = ("SELECT cancel_requested, progress, owner, webhook FROM jobs "
                   "WHERE id = %s AND worker_id = %s AND status = 'running' FOR UPDATE")
 Q_RELEASE = ("UPDATE jobs SET status = 'queued', worker_id = NULL, lease_expires_at = NULL, progress = 0, "
@@ -341,6 +355,20 @@ class PostgresJobStore(JobStore):
                     c.execute(Q_REQUEUE, (job_id,))  # the trigger wakes listening workers
                     self._event(c, job_id, "queued", 0, None)
             return len(rows)
+
+    def fail_overdue_queued(self, max_wait_seconds: float) -> list[Job]:
+        jobs = []
+        with self._tx() as c:
+            overdue = c.execute(Q_OVERDUE_QUEUED, (max_wait_seconds,)).fetchall()
+            for job_id, engine, progress, owner, webhook in overdue:
+                error = Jsonb(queue_timeout_error(max_wait_seconds, engine))
+                row = c.execute(Q_FAIL_QUEUED, (error, job_id)).fetchone()
+                if row is None:
+                    continue
+                jobs.append(row_to_job(row))
+                self._event(c, job_id, "failed", progress, None)
+                self._enqueue_webhook(c, job_id, owner, webhook, "failed")
+        return jobs
 
     def save_checkpoint(self, job_id: str, worker_id: str, checkpoint: dict[str, Any] | None,
                         engine: str | None = None) -> bool:

@@ -54,6 +54,19 @@ def lost_worker_error(attempts: int) -> dict[str, str]:
     return {"name": "WorkerLost", "message": LOST_WORKER_MESSAGE.format(n=attempts)}
 
 
+QUEUE_TIMEOUT_MESSAGE = (
+    "No worker started this generation within {limit} s of it being queued, so it was failed and no longer "
+    "counts against your active jobs. No worker serving engine '{engine}' took it: check that one is running "
+    "and ready (or that the autoscaler starts one), then submit again."
+)
+
+
+def queue_timeout_error(limit_seconds: float, engine: str) -> dict[str, str]:
+    """The error recorded on a job no worker claimed within the queue-wait limit."""
+    return {"name": "QueueTimeout", "code": "queue_timeout",
+            "message": QUEUE_TIMEOUT_MESSAGE.format(limit=f"{limit_seconds:g}", engine=engine)}
+
+
 def list_query(select: str, mark: str, owner: str, limit: int, anchor: Job | None, order: str,
                status: JobStatus | None) -> tuple[str, list[Any]]:
     """The SQL and arguments of `JobStore.list` (owner's jobs by creation time, after `anchor`), with

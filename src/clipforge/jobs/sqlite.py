@@ -22,6 +22,7 @@ from clipforge.jobs.rows import (
     job_to_row,
     list_query,
     lost_worker_error,
+    queue_timeout_error,
     row_to_job,
 )
 from clipforge.jobs.webhooks import (
@@ -290,6 +291,23 @@ class SQLiteJobStore(JobStore):
                               "progress = 0, stage = NULL, updated_at = ? WHERE id = ?", (now, job_id))
                     self._event(c, job_id, "queued", 0, None)
             return len(rows)
+
+    def fail_overdue_queued(self, max_wait_seconds: float) -> list[Job]:
+        now = time.time()
+        with self._tx() as c:  # BEGIN IMMEDIATE: no claim runs between the select and the updates
+            rows = c.execute(f"{_SELECT} WHERE status = 'queued' AND updated_at < ? ORDER BY created_at, id",
+                             (now - max_wait_seconds,)).fetchall()
+            jobs = [row_to_job(r) for r in rows]
+            for job in jobs:
+                job.status, job.error = JobStatus.FAILED, queue_timeout_error(max_wait_seconds, job.engine)
+                job.finished_at = job.updated_at = now
+                job.stage = None
+                c.execute("UPDATE jobs SET status = 'failed', error = ?, stage = NULL, finished_at = ?, "
+                          "updated_at = ? WHERE id = ? AND status = 'queued'",
+                          (json.dumps(job.error), now, now, job.id))
+                self._event(c, job.id, "failed", job.progress, None)
+                self._enqueue_webhook(c, job.id, "failed")
+            return jobs
 
     # -- owner actions ---------------------------------------------------------------------
     def cancel(self, job_id: str, owner: str) -> Job:

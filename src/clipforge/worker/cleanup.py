@@ -3,13 +3,15 @@
 Outputs (`<media_token>/...`) go when they expire. Input images (`inputs/<token>/...`, stored by the
 api at create) go as soon as nothing can use them: when the outputs expire, and when the job is
 cancelled, deleted or fails for good. The api deletes them for cancels and deletes it answers, the
-runner for jobs it ends, and `EndedJobSweeper` for jobs the store itself ended (a lost worker's job
-past its attempts, a cancel that met an expired lease, a hand-back of a cancelled job).
+runner for jobs it ends, `fail_overdue_queued` for jobs no worker started within the queue-wait limit,
+and `EndedJobSweeper` for jobs the store itself ended (a lost worker's job past its attempts, a cancel
+that met an expired lease, a hand-back of a cancelled job).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 
 from clipforge.core.job import Job, JobStatus
 from clipforge.jobs.base import JobStore
@@ -31,6 +33,52 @@ def delete_expired(artifacts: ArtifactStore, job: Job) -> None:
     """An expired job's outputs and inputs."""
     artifacts.delete_prefix(job.media_token)
     delete_inputs(artifacts, job)
+
+
+def fail_overdue_queued(store: JobStore, artifacts: ArtifactStore, max_queue_seconds: float) -> list[Job]:
+    """Fail the jobs no worker started within `max_queue_seconds` of being queued (0: none ever) and
+    delete their inputs. The store does it atomically (a job being claimed at that moment is not
+    touched) and enqueues their webhooks; the failed jobs no longer count against their owner's quota."""
+    if max_queue_seconds <= 0:
+        return []
+    jobs = store.fail_overdue_queued(max_queue_seconds)
+    for job in jobs:
+        log.warning("job %s: no worker started it within %g s of being queued (engine %s); failed with "
+                    "queue_timeout", job.id, max_queue_seconds, job.engine)
+        delete_inputs(artifacts, job)
+    return jobs
+
+
+class QueueWaitSweeper:
+    """A thread that runs `fail_overdue_queued` every `interval` seconds: the api process runs one, so
+    the queue-wait limit holds even where no worker runs at all (an autoscaled engine scaled to zero
+    whose worker never comes up). Workers do the same in their housekeeping; the store makes the
+    duplicates harmless."""
+
+    def __init__(self, store: JobStore, artifacts: ArtifactStore, max_queue_seconds: float,
+                 interval: float) -> None:
+        self.store, self.artifacts = store, artifacts
+        self.max_queue_seconds, self.interval = max_queue_seconds, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.max_queue_seconds > 0 and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="queue-wait-sweeper", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                fail_overdue_queued(self.store, self.artifacts, self.max_queue_seconds)
+            except Exception:  # the store may be briefly unreachable: try again next time
+                log.exception("queue-wait sweep failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
 
 
 class EndedJobSweeper:

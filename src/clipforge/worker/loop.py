@@ -16,7 +16,7 @@ from clipforge.engines.base import Engine, Readiness
 from clipforge.engines.registry import engine_class, engine_readiness
 from clipforge.jobs.base import JobStore
 from clipforge.storage.base import ArtifactStore
-from clipforge.worker.cleanup import EndedJobSweeper, delete_expired
+from clipforge.worker.cleanup import EndedJobSweeper, delete_expired, fail_overdue_queued
 from clipforge.worker.runner import JobRunner
 from clipforge.worker.webhooks import WebhookDispatcher
 
@@ -33,6 +33,13 @@ def is_hosted(name: str, config: dict) -> bool:
         return bool(engine_class(name, config).hosted)
     except Exception:  # an engine that cannot be imported is not ready anyway
         return False
+
+
+def housekeeping_interval(settings: Settings) -> float:
+    """How often a worker expires outputs, fails jobs queued too long and sweeps inputs: every minute, or
+    more often when the retention or the queue-wait limit is short (a quarter of it, at least a second)."""
+    limits = [settings.retention_seconds] + ([settings.max_queue_seconds] if settings.max_queue_seconds > 0 else [])
+    return min(EXPIRE_EVERY, *(max(1.0, limit / 4) for limit in limits))
 
 
 def new_worker_id() -> str:
@@ -181,10 +188,12 @@ class Worker:
             logs.worker_id.reset(context)
 
     def expire_outputs(self) -> int:
-        """Delete expired jobs' outputs and inputs, and the inputs of jobs that ended for good."""
+        """Delete expired jobs' outputs and inputs, fail jobs queued past the queue-wait limit, and delete
+        the inputs of jobs that ended for good."""
         expired = self.store.expire_due(time.time())
         for job in expired:
             delete_expired(self.artifacts, job)
+        fail_overdue_queued(self.store, self.artifacts, self.settings.max_queue_seconds)
         self.sweeper.sweep()
         self._expired_at = time.monotonic()
         return len(expired)
@@ -207,7 +216,7 @@ class Worker:
                 now = time.monotonic()
                 if now - self._checked_at >= RECHECK_EVERY:
                     self.check_engines()
-                if now - self._expired_at >= min(EXPIRE_EVERY, max(1.0, self.settings.retention_seconds / 4)):
+                if now - self._expired_at >= housekeeping_interval(self.settings):
                     self.expire_outputs()
                 if slots:
                     self.stop_event.wait(0.5)
