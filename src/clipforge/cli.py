@@ -60,7 +60,7 @@ def settings_options(fn: Callable) -> Callable:
         click.option("--retention-hours", envvar="CLIPFORGE_RETENTION_HOURS", show_envvar=True, type=float,
                      default=168.0, show_default=True, help="Outputs are deleted this long after completion."),
         click.option("--max-queue-seconds", envvar="CLIPFORGE_MAX_QUEUE_SECONDS", show_envvar=True,
-                     type=click.FloatRange(min=0), default=3600.0, show_default=True,
+                     type=click.FloatRange(min=0), default=86400.0, show_default=True,
                      help="A job no worker starts within this long of being queued fails with code queue_timeout "
                           "(freeing the caller's active-job quota); 0: wait forever."),
         click.option("--log-format", envvar="CLIPFORGE_LOG_FORMAT", show_envvar=True, default="text",

@@ -22,7 +22,7 @@ class Settings:
     heartbeat_seconds: float = 5.0
     max_attempts: int = 3
     retention_seconds: float = 7 * 24 * 3600
-    max_queue_seconds: float = 3600.0  # a job no worker starts within this long of being queued fails (0: never)
+    max_queue_seconds: float = 86400.0  # a job no worker starts within this long of being queued fails (0: never)
     max_image_bytes: int = 10 * 1024 * 1024
     fetch_timeout_seconds: float = 15.0
     poll_retry_after_seconds: int = 2
