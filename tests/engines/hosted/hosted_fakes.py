@@ -23,6 +23,8 @@ Both can answer 429 with `Retry-After` a set number of times, and record every r
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +43,7 @@ class Fake:
     throttle: int = 0  # how many status polls answer 429 first
     retry_after: str = "0.2"
     fail: str | None = None  # the provider's failure message
+    trickle: tuple[int, float] | None = None  # the result host sends (bytes, one every seconds) instead
     requests: list[httpx.Request] = field(default_factory=list)
     polls: int = 0
     cancelled: bool = False
@@ -51,10 +54,17 @@ class Fake:
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         if request.url.host.endswith((".fal.media", "replicate.delivery")):
-            return httpx.Response(200, content=self.video, headers={"content-type": "video/mp4"})
+            return httpx.Response(200, content=self.drip() if self.trickle else self.video,
+                                  headers={"content-type": "video/mp4"})
         if request.headers.get("authorization") != f"{self.scheme} {self.key}":
             return self.unauthorized()
         return self.route(request)
+
+    def drip(self) -> Iterator[bytes]:
+        count, seconds = self.trickle or (0, 0.0)
+        for _ in range(count):
+            time.sleep(seconds)
+            yield b"x"
 
     def unauthorized(self) -> httpx.Response:
         raise NotImplementedError

@@ -135,20 +135,12 @@ def test_the_poll_interval_never_reaches_past_the_deadline(tmp_path: Path):
 
 @pytest.mark.timeout(30)
 def test_a_download_ends_by_the_job_deadline_not_only_download_timeout_seconds(tmp_path: Path):
-    class Trickle(Clocked):  # the result host sends a byte every 50 ms: 10 s for 200 bytes
-        def handle(self, request: httpx.Request) -> httpx.Response:
-            if request.url.host.endswith(".fal.media"):
-                def drip():
-                    for _ in range(200):
-                        time.sleep(0.05)
-                        yield b"x"
-                return httpx.Response(200, content=drip(), headers={"content-type": "video/mp4"})
-            return super().handle(request)
-
+    slow = Clocked()
+    slow.trickle = (200, 0.05)  # the result host sends a byte every 50 ms: 10 s for 200 bytes
     started = time.monotonic()
     with pytest.raises(EngineError, match=r"downloading the result ran past the job's time limit "
                                           r"\(job_timeout_seconds\)"):
-        fal(Trickle(), job_timeout_seconds=1.5, download_timeout_seconds=300).run(task(tmp_path))
+        fal(slow, job_timeout_seconds=1.5, download_timeout_seconds=300).run(task(tmp_path))
     assert time.monotonic() - started < 6
 
 

@@ -199,19 +199,10 @@ def test_downloads_are_size_capped(tmp_path, video):
 
 
 def test_a_trickling_download_stops_at_download_timeout_seconds(tmp_path, video):
-    class Trickle(FakeFal):  # the result host sends a byte every 20 ms: 2 s for 100 bytes
-        def handle(self, request):
-            if request.url.host.endswith(".fal.media"):
-                def drip():
-                    for _ in range(100):
-                        time.sleep(0.02)
-                        yield b"x"
-                return httpx.Response(200, content=drip(), headers={"content-type": "video/mp4"})
-            return super().handle(request)
-
+    slow = FakeFal(FAL_KEY, video, trickle=(100, 0.02))  # the result host sends a byte every 20 ms: 2 s
     started = time.monotonic()
     with pytest.raises(EngineError, match=r"took over 0\.3 s \(download_timeout_seconds\)"):
-        fal(Trickle(FAL_KEY, video), download_timeout_seconds=0.3).run(task(tmp_path))
+        fal(slow, download_timeout_seconds=0.3).run(task(tmp_path))
     assert time.monotonic() - started < 1.5
 
 
