@@ -31,7 +31,8 @@ def test_core_has_no_io_dependencies():
                     "clipforge.api") == set()
 
 
-@pytest.mark.parametrize("module", ["clipforge.jobs.sqlite", "clipforge.storage.local", "clipforge.media.encode",
+@pytest.mark.parametrize("module", ["clipforge.jobs.sqlite", "clipforge.jobs.cleanup", "clipforge.storage.local",
+                                    "clipforge.media.encode",
                                     "clipforge.engines.base", "clipforge.inputs.images"])
 def test_lower_layers_do_not_import_upper_ones(module: str):
     mods = loaded_after(module)

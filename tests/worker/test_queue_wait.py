@@ -11,9 +11,9 @@ import pytest
 from clipforge.core.job import Job, JobStatus
 from clipforge.core.routing import parse_routing
 from clipforge.core.settings import Settings
+from clipforge.jobs.cleanup import QueueWaitSweeper
 from clipforge.jobs.memory import MemoryJobStore
 from clipforge.storage.local import LocalArtifactStore
-from clipforge.worker.cleanup import QueueWaitSweeper
 from clipforge.worker.loop import Worker, housekeeping_interval
 
 ROUTING = parse_routing({"models": {"m": {"engines": ["fixed"]}, "far": {"engines": ["elsewhere"]}},

@@ -21,8 +21,8 @@ from clipforge.core.routing import Routing, load_routing
 from clipforge.core.settings import Settings
 from clipforge.inputs.fetch import ImageFetcher
 from clipforge.jobs.base import JobStore, open_store
+from clipforge.jobs.cleanup import QueueWaitSweeper
 from clipforge.storage.base import ArtifactStore, open_artifacts
-from clipforge.worker.cleanup import QueueWaitSweeper
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from clipforge.core.settings import Settings
 from clipforge.engines.base import Engine, Readiness
 from clipforge.engines.registry import engine_class, engine_readiness
 from clipforge.jobs.base import JobStore
+from clipforge.jobs.cleanup import EndedJobSweeper, delete_expired, fail_overdue_queued
 from clipforge.storage.base import ArtifactStore
-from clipforge.worker.cleanup import EndedJobSweeper, delete_expired, fail_overdue_queued
 from clipforge.worker.runner import JobRunner
 from clipforge.worker.webhooks import WebhookDispatcher
 

@@ -20,11 +20,11 @@ from clipforge.engines.base import Engine, EngineOutput, EngineRequest
 from clipforge.engines.registry import create_engine
 from clipforge.inputs.images import decode_image
 from clipforge.jobs.base import JobStore, LeaseState
+from clipforge.jobs.cleanup import delete_inputs
 from clipforge.jobs.rows import cancelled_error
 from clipforge.media.encode import EncodeResult, encode_mp4
 from clipforge.media.stills import jpeg_bytes, spritesheet
 from clipforge.storage.base import ArtifactStore
-from clipforge.worker.cleanup import delete_inputs
 from clipforge.worker.hosted import fail_over, produce_hosted
 from clipforge.worker.progress import JobProgress, LeaseLost
 
