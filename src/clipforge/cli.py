@@ -168,6 +168,7 @@ def serve(host: str, port: int, workers: int, **options: Any) -> None:
     import uvicorn
 
     from clipforge.api.app import create_app
+    from clipforge.api.protocol import BoundedHttpToolsProtocol
     from clipforge.core.logs import uvicorn_log_config
 
     settings = build_settings(**options).with_keys()
@@ -192,7 +193,7 @@ def serve(host: str, port: int, workers: int, **options: Any) -> None:
     try:
         if _wait_for_workers(app.state.services.store, procs, stopping):
             # JSON logs: leave logging to us (log_config=None), so uvicorn's records carry the request id too.
-            uvicorn.run(app, host=host, port=port, log_level="info",
+            uvicorn.run(app, host=host, port=port, log_level="info", http=BoundedHttpToolsProtocol,
                         log_config=None if settings.log_format == "json" else uvicorn_log_config())
     finally:
         _stop_workers(procs, settings.shutdown_grace_seconds)
