@@ -209,6 +209,14 @@ def test_long_but_legal_integer_is_judged_by_its_field(client: httpx.Client):
     assert_refused(r, "seed", "range")
 
 
+
+@pytest.mark.parametrize("field", ["duration", "cfg_scale"])
+@pytest.mark.parametrize("digits", [400, 4000])
+def test_an_integer_too_big_for_a_float_is_judged_by_its_field(client: httpx.Client, field: str, digits: int):
+    """float() of such an int raises OverflowError, not ValueError: it was a 500."""
+    r = post_raw(client, "/v2/video/generations", f'{{"model": "{T2V}", "prompt": "x", "{field}": 1{"0" * digits}}}')
+    assert_refused(r, field)
+
 AIML_SCALARS = ["model", "prompt", "image_url", "tail_image_url", "last_image_url", "duration", "aspect_ratio",
                 "negative_prompt", "cfg_scale", "generate_audio", "seed", "provider", "webhook_url"]
 OPENAI_SCALARS = ["model", "prompt", "seconds", "size", "negative_prompt", "generate_audio", "seed", "webhook_url"]

@@ -106,8 +106,9 @@ def duration(value: Any, field: str = "duration", allowed: tuple[int, ...] = DUR
         raise InvalidInput(field, f"{field}: must be one of {allowed} seconds, got {value!r}", "duration")
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(field, f"{field}: must be one of {allowed} seconds, got {value!r}", "duration") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int too big for a float
+        raise InvalidInput(field, f"{field}: must be one of {allowed} seconds, got {_short(value)}",
+                           "duration") from None
     if number not in allowed:
         raise InvalidInput(field, f"{field}: must be one of {allowed} seconds, got {value!r}", "duration")
     return int(number)
@@ -129,12 +130,18 @@ def number_in(value: Any, field: str, lo: float, hi: float, default: float) -> f
         raise InvalidInput(field, f"{field}: must be a number between {lo} and {hi}, got {value!r}", "range")
     try:
         number = float(value)
-    except ValueError:
-        raise InvalidInput(field, f"{field}: must be a number between {lo} and {hi}, got {value!r}",
+    except (ValueError, OverflowError):  # OverflowError: an int too big for a float
+        raise InvalidInput(field, f"{field}: must be a number between {lo} and {hi}, got {_short(value)}",
                            "range") from None
     if not lo <= number <= hi:
         raise InvalidInput(field, f"{field}: must be between {lo} and {hi}, got {value!r}", "range")
     return number
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    """`repr(value)`, cut to `limit` characters (a 4000-digit number is not echoed whole)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def flag(value: Any, field: str, default: bool) -> bool:
