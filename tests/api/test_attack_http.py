@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import socket
+import threading
+import time
+from collections.abc import Iterator
 
-from helpers import LiveServer
+import pytest
+import uvicorn
+
+from clipforge.api.protocol import BoundedHttpToolsProtocol
+from helpers import LiveServer, free_port
 
 
 def send_head_forever(server: LiveServer, total: int) -> bytes:
@@ -47,5 +55,71 @@ def test_bodies_and_keep_alive_requests_are_not_counted_as_head(live_server: Liv
             assert response.status == 400, response.status  # unknown model: read, parsed, refused
         conn.request("GET", "/healthz")
         assert conn.getresponse().status == 200
+    finally:
+        conn.close()
+
+
+class QuickHeads(BoundedHttpToolsProtocol):
+    head_timeout_seconds = 1.0
+
+
+async def slow_app(scope, receive, send) -> None:  # noqa: ANN001
+    """Reads the whole body, then takes 2.5 s (longer than a head may) before answering."""
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    await asyncio.sleep(2.5)
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"done"})
+
+
+@pytest.fixture(scope="module")
+def quick_server() -> Iterator[int]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(slow_app, host="127.0.0.1", port=port, http=QuickHeads,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "test server did not start"
+        time.sleep(0.05)
+    yield port
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def read_all(sock: socket.socket) -> bytes:
+    answer = b""
+    try:
+        while data := sock.recv(65536):
+            answer += data
+    except OSError:
+        pass
+    return answer
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "])
+def test_a_connection_that_never_finishes_its_head_is_closed(quick_server: int, sent: bytes):
+    """Slowloris: silent connections and heads sent a byte at a time were held open for good."""
+    with socket.create_connection(("127.0.0.1", quick_server), timeout=20) as sock:
+        sock.sendall(sent)
+        started = time.monotonic()
+        answer = read_all(sock)  # returns when the server closes the connection
+    assert time.monotonic() - started < 15  # closed by the 1 s head deadline, not by our 20 s timeout
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+
+
+def test_slow_requests_and_kept_alive_connections_are_not_cut(quick_server: int):
+    """Only heads are timed: a request whose answer takes longer than a head may, twice on one
+    connection with a pause between them, is answered both times."""
+    conn = http.client.HTTPConnection("127.0.0.1", quick_server, timeout=20)
+    try:
+        for _ in range(2):
+            conn.request("POST", "/", body=b"x" * 100_000)
+            response = conn.getresponse()
+            assert (response.status, response.read()) == (200, b"done")
+            time.sleep(0.5)
     finally:
         conn.close()
