@@ -123,3 +123,31 @@ def test_slow_requests_and_kept_alive_connections_are_not_cut(quick_server: int)
             time.sleep(0.5)
     finally:
         conn.close()
+
+
+def test_a_media_file_deleted_while_it_is_being_served_is_still_served_whole(tmp_path):
+    """DELETE (or expiry) between a download's headers and its body left a 200 with no body: the
+    file is now opened before the answer starts, and an unlinked open file stays readable."""
+    import os
+
+    import httpx
+
+    from clipforge.api.files import opened_file_response
+
+    data = os.urandom(300_000)
+    path = tmp_path / "output.mp4"
+    for headers, expected_status, expected in (({}, 200, data), ({"Range": "bytes=1000-1999"}, 206, data[1000:2000])):
+        path.write_bytes(data)
+        response = opened_file_response(path, media_type="video/mp4")
+        assert response is not None
+        path.unlink()  # the delete lands after the handler answered, before the body is sent
+
+        async def fetch(app=response, headers=headers) -> httpx.Response:  # noqa: ANN001
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+                return await c.get("/", headers=headers)
+
+        got = asyncio.run(fetch())
+        assert (got.status_code, got.content) == (expected_status, expected)
+        with pytest.raises(OSError):
+            os.fstat(response._fd)  # closed once the response ended
+    assert opened_file_response(path, media_type="video/mp4") is None  # already gone: the caller's 404
