@@ -107,8 +107,18 @@ _MORE_SETTINGS = ("log_format", "shutdown_grace_seconds", "metrics_auth", "s3_en
                   "max_queue_seconds")
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Text for the terminal with its control characters escaped (`\\x1b`): what a server says (an
+    error message it relays from a provider, an id, a prompt) must not set the window title, rewrite
+    the screen or plant links through escape sequences. Tabs and line breaks stay."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def fail(message: str) -> None:
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {printable(message)}", err=True)
     sys.exit(1)
 
 
@@ -172,6 +182,7 @@ def serve(host: str, port: int, workers: int, **options: Any) -> None:
     import uvicorn
 
     from clipforge.api.app import create_app
+    from clipforge.api.protocol import BoundedHttpToolsProtocol
     from clipforge.core.logs import uvicorn_log_config
 
     settings = build_settings(**options).with_keys()
@@ -196,7 +207,7 @@ def serve(host: str, port: int, workers: int, **options: Any) -> None:
     try:
         if _wait_for_workers(app.state.services.store, procs, stopping):
             # JSON logs: leave logging to us (log_config=None), so uvicorn's records carry the request id too.
-            uvicorn.run(app, host=host, port=port, log_level="info",
+            uvicorn.run(app, host=host, port=port, log_level="info", http=BoundedHttpToolsProtocol,
                         log_config=None if settings.log_format == "json" else uvicorn_log_config())
     finally:
         _stop_workers(procs, settings.shutdown_grace_seconds)
@@ -594,7 +605,7 @@ def _summary(gen: Any) -> str:
         line += f"  {gen.video_url}"
     if gen.error:
         line += f"  {gen.error.name}: {gen.error.message}"
-    return line
+    return printable(line)
 
 
 def _wait_with_bar(client: Any, generation_id: str) -> Any:
@@ -614,17 +625,17 @@ def _wait_with_bar(client: Any, generation_id: str) -> Any:
 def _still_running(generation_id: str, server: str, output: Path) -> None:
     """Ctrl-C while waiting: the generation goes on on the server; say how to fetch or stop it."""
     gid, where = shlex.quote(generation_id), f" --server {shlex.quote(server)}"
-    click.echo(f"\nStopped waiting. Generation {generation_id} keeps running on the server.\n"
-               f"  save it (waits if needed): clipforge download {gid}{where} -o {shlex.quote(str(output))}\n"
-               f"  see how far it is:         clipforge status {gid}{where}\n"
-               f"  stop it:                   clipforge cancel {gid}{where}", err=True)
+    click.echo(printable(f"\nStopped waiting. Generation {generation_id} keeps running on the server.\n"
+                         f"  save it (waits if needed): clipforge download {gid}{where} -o {shlex.quote(str(output))}\n"
+                         f"  see how far it is:         clipforge status {gid}{where}\n"
+                         f"  stop it:                   clipforge cancel {gid}{where}"), err=True)
     sys.exit(130)
 
 
 def _wrote(output: Path, done: Any) -> None:
     size = f"{done.width}x{done.height}, " if done.width else ""
     audio = {True: ", with audio", False: ", no audio"}.get(done.has_audio, "")
-    click.echo(f"wrote {output} ({size}{done.duration_seconds} s{audio}) from {done.id}")
+    click.echo(printable(f"wrote {output} ({size}{done.duration_seconds} s{audio}) from {done.id}"))
 
 
 def _generate_remote(server: str, api_key: str | None, output: Path, image: Path | None, tail_image: Path | None,
@@ -634,7 +645,7 @@ def _generate_remote(server: str, api_key: str | None, output: Path, image: Path
     first, last = _image_file(image, "--image"), _image_file(tail_image, "--tail-image")
     with _client_errors(), _client(server, api_key) as client:
         job = client.generate(image=first, tail_image=last, **request)
-        click.echo(f"submitted {job.id}", err=True)
+        click.echo(printable(f"submitted {job.id}"), err=True)
         try:
             done = _wait_with_bar(client, job.id)
             client.download(done, output)
@@ -670,7 +681,7 @@ def download(generation_id: str, output: Path | None, thumbnail: bool, wait: boo
     if as_json:
         click.echo(json.dumps(done.raw, indent=2))
     elif thumbnail:
-        click.echo(f"wrote {output} (thumbnail) from {done.id}")
+        click.echo(printable(f"wrote {output} (thumbnail) from {done.id}"))
     else:
         _wrote(output, done)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 
 import httpx
 import pytest
@@ -208,6 +209,28 @@ def test_long_but_legal_integer_is_judged_by_its_field(client: httpx.Client):
     r = post_raw(client, "/v2/video/generations", f'{{"model": "{T2V}", "prompt": "x", "seed": 1{"0" * 4000}}}')
     assert_refused(r, "seed", "range")
 
+
+
+@pytest.mark.parametrize("field", ["duration", "cfg_scale"])
+@pytest.mark.parametrize("digits", [400, 4000])
+def test_an_integer_too_big_for_a_float_is_judged_by_its_field(client: httpx.Client, field: str, digits: int):
+    """float() of such an int raises OverflowError, not ValueError: it was a 500."""
+    r = post_raw(client, "/v2/video/generations", f'{{"model": "{T2V}", "prompt": "x", "{field}": 1{"0" * digits}}}')
+    assert_refused(r, field)
+
+
+@pytest.mark.parametrize("path", ["/v2/video/generations", "/v1/videos"])
+def test_a_body_of_countless_values_is_refused_before_parsing(client: httpx.Client, path: str):
+    """32 MB of tiny values held the event loop for over 10 s (every other request waited)."""
+    filler = ",".join(f'"k{i}": 0' for i in range(60_000))
+    r = post_raw(client, path, f'{{"model": "{T2V}", "prompt": "x", {filler}}}')
+    assert_refused(r, "body", "json_values")
+
+
+def test_commas_in_long_prompts_are_fine(client: httpx.Client):
+    r = post_raw(client, "/v2/video/generations", json.dumps({"model": "no-such-model", "prompt": "," * 2500,
+                                                              "negative_prompt": "," * 2500, "note": "," * 20_000}))
+    assert_refused(r, "model")  # parsed; the next rule spoke
 
 AIML_SCALARS = ["model", "prompt", "image_url", "tail_image_url", "last_image_url", "duration", "aspect_ratio",
                 "negative_prompt", "cfg_scale", "generate_audio", "seed", "provider", "webhook_url"]

@@ -209,6 +209,56 @@ def test_too_large_streamed_without_content_length(server) -> None:
     assert "sent more than 200000 bytes" in message
 
 
+
+def serve_encoded(server, path: str, body: bytes, encoding: str) -> None:
+    def route(h) -> None:  # noqa: ANN001
+        h.send_response(200)
+        h.send_header("Content-Type", "image/png")
+        h.send_header("Content-Encoding", encoding)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+    server.routes[path] = route
+
+
+def test_a_compressed_body_is_capped_as_it_is_inflated(server) -> None:
+    """A 1 MB gzip of 1 GB: the cap applies to what is inflated, never more than the limit at once
+    (httpx inflates each 64 KiB read whole, about 66 MB, before any cap can look)."""
+    import tracemalloc
+    import zlib
+
+    squeezer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = squeezer.compress(b"\0" * (1 << 30)) + squeezer.flush()
+    serve_encoded(server, "/bomb.png", bomb, "gzip")
+    fetcher = ImageFetcher(allow_private=True, max_bytes=2_000_000)  # over the compressed size
+    tracemalloc.start()
+    try:
+        message = refused(lambda: asyncio.run(fetcher.fetch(f"{server.url}/bomb.png", "image_url")),
+                          "image_too_large")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "sent more than 2000000 bytes" in message
+    assert peak < 20_000_000, peak
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_compressed_image_still_loads(server, encoding: str) -> None:
+    import gzip
+    import zlib
+
+    data = make_image("png", (320, 400))
+    serve_encoded(server, "/z.png", gzip.compress(data) if encoding == "gzip" else zlib.compress(data), encoding)
+    assert asyncio.run(ImageFetcher(allow_private=True).fetch(f"{server.url}/z.png", "image_url")) == data
+    assert server.requests[-1][1].get("Accept-Encoding") == "identity"
+
+
+def test_an_unknown_content_encoding_is_named(server) -> None:
+    serve_encoded(server, "/br.png", b"\x8b\x00\x80not really brotli", "br")
+    message = refused(lambda: asyncio.run(ImageFetcher(allow_private=True).fetch(f"{server.url}/br.png",
+                                                                                 "image_url")), "image_fetch")
+    assert "Content-Encoding 'br'" in message
+
 def test_slow_server_times_out(server) -> None:
     server.slow("/slow", 3)
     message = refused(lambda: run_load(f"{server.url}/slow", ImageFetcher(allow_private=True, timeout=0.3)),

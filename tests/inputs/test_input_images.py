@@ -137,3 +137,40 @@ def test_decode_image_refuses_bomb() -> None:
     with pytest.raises(InvalidInput) as info:
         decode_image(png_header_only(20000, 20000))
     assert info.value.rule == "image_bomb"
+
+
+def test_concurrent_checks_decode_within_the_pixel_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst of big images is decoded a budget's worth at a time, not all at once (memory)."""
+    import threading
+    import time
+
+    from clipforge.inputs import images as images_module
+
+    data = make_image("png", (1000, 1000))
+    budget = images_module.PixelBudget(1_500_000)  # room for one 1-megapixel decode at a time
+    monkeypatch.setattr(images_module, "_DECODES", budget, raising=False)
+    lock, active, peak = threading.Lock(), [0], [0]
+    real_load = images_module._load
+
+    def slow_load(im: Image.Image, field: str) -> None:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.2)
+        try:
+            real_load(im, field)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(images_module, "_load", slow_load)
+    results: list[object] = []
+    threads = [threading.Thread(target=lambda: results.append(check_image_bytes(data, "image_url")))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(results) == 4 and all(r.width == 1000 for r in results)  # type: ignore[attr-defined]
+    assert peak[0] == 1
+    assert budget.used == 0

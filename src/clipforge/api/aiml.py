@@ -60,7 +60,7 @@ def image_input(body: dict[str, Any], *fields: str) -> ImageInput | None:
 
 def parse_create(body: dict[str, Any], owner: str) -> Submission:
     unknown = set(body) - KNOWN_FIELDS
-    if unknown:
+    if unknown and log.isEnabledFor(logging.DEBUG):  # sorting thousands of names costs even when not logged
         log.debug("ignoring unknown fields: %s", ", ".join(sorted(unknown)))
     model = params.text(body, "model", required=True, max_chars=200)
     params.text(body, "provider", required=False, max_chars=200)  # accepted and unused, but still text

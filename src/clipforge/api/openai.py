@@ -18,12 +18,13 @@ import re
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from clipforge.api import params
 from clipforge.api.async_store import off_loop
 from clipforge.api.auth import require_key, require_policy
+from clipforge.api.files import opened_file_response
 from clipforge.api.polls import serve_poll_lean
 from clipforge.api.services import Services, services
 from clipforge.api.submit import ImageInput, Submission
@@ -235,7 +236,10 @@ async def download_content(video_id: str, variant: str = "video", owner: str = D
     artifact = (job.outputs or {}).get(key)
     path = await off_loop(svc.artifacts.local_path, artifact) if artifact else None
     if path is not None:
-        return FileResponse(path, media_type=media_type)
+        opened = await off_loop(opened_file_response, path, media_type=media_type)
+        if opened is None:
+            raise NotFound(f"video '{video_id}' has no {variant} (it may have expired)")
+        return opened
     try:
         data = await off_loop(svc.artifacts.get_bytes, artifact) if artifact else None
     except FileNotFoundError:

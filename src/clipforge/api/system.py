@@ -7,11 +7,12 @@ import mimetypes
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Response
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException
 
 from clipforge.api.async_store import off_loop
 from clipforge.api.auth import require_key
+from clipforge.api.files import opened_file_response
 from clipforge.api.services import Services, services
 from clipforge.core.job import is_output_key
 from clipforge.core.routing import WORKER_TTL, engine_reason, engine_states, pick_engine
@@ -83,7 +84,11 @@ async def media(key: str, svc: Services = Depends(services)) -> Response:
             return RedirectResponse(signed, 307)
         raise HTTPException(404, "no such media (it may have expired)")
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=content_type, headers={"Cache-Control": "private, max-age=3600"})
+    opened = await off_loop(opened_file_response, path, media_type=content_type,
+                            headers={"Cache-Control": "private, max-age=3600"})
+    if opened is None:
+        raise HTTPException(404, "no such media (it may have expired)")
+    return opened
 
 
 def attach_router(app: FastAPI) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -31,7 +33,35 @@ _ORIENTATION_TAG = 0x0112
 _MAGIC = ((b"GIF8", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
           (b"\x00\x00\x01\x00", "ICO"), (b"%PDF", "PDF"), (b"8BPS", "PSD"))
 _OPEN_LOCK = threading.Lock()
+# Pixels being decoded at once by `check_image_bytes` in this process. A 64-megapixel PNG can be a
+# few hundred KB yet decodes to 256 MB; without a bound, a burst of them (each in its own thread,
+# all before any quota is taken) holds gigabytes. Over the budget a check waits for others to end.
+DECODE_BUDGET_PIXELS = 2 * MAX_PIXELS
 _SUPPORTED_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
+
+
+class PixelBudget:
+    """A counting semaphore over pixels: `hold(n)` waits until n more pixels fit under `total`."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.used = total, 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        pixels = max(1, min(pixels, self.total))  # one image over the whole budget waits to be alone
+        with self._cond:
+            self._cond.wait_for(lambda: self.used + pixels <= self.total)
+            self.used += pixels
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.used -= pixels
+                self._cond.notify_all()
+
+
+_DECODES = PixelBudget(DECODE_BUDGET_PIXELS)
 
 
 @dataclass(frozen=True)
@@ -60,10 +90,12 @@ def check_image_bytes(data: bytes, field: str, max_bytes: int = MAX_IMAGE_BYTES)
     _check_byte_size(len(data), field, max_bytes)
     im = _open(data, field)
     fmt = _PILLOW_FORMATS[im.format or ""]
-    width, height = _displayed_size(im)
-    _check_sides(width, height, field)
-    _check_aspect(width, height, field)
-    _load(im, field)
+    # Under the budget from here: reading a PNG's EXIF (for the orientation) decodes the whole image.
+    with _DECODES.hold(im.size[0] * im.size[1]):
+        width, height = _displayed_size(im)
+        _check_sides(width, height, field)
+        _check_aspect(width, height, field)
+        _load(im, field)
     return CheckedImage(data=data, format=fmt, width=width, height=height)
 
 
