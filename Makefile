@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 INSTALL := PYTHON=$(PY) bash scripts/install.sh
+TEST_WORKERS ?= 2
+FUZZ := tests/api/test_openapi_fuzz.py
 
 .PHONY: install install-serve install-gpu serve test bench lint clean
 
@@ -24,7 +26,10 @@ serve: install-serve
 	$(BIN)/clipforge serve --host $(HOST) --port $(PORT)
 
 test: install
-	$(BIN)/python -m pytest -q
+	# Two processes share the suite file by file (most tests wait on servers and subprocesses, not the CPU).
+	# The schema fuzzer's cases all share one test id, which pytest-xdist cannot schedule, so it runs after.
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --ignore=$(FUZZ)
+	$(BIN)/python -m pytest -q $(FUZZ)
 
 bench: install
 	# bench/ltx2_gpu.py needs a CUDA device; without one it runs its CPU plumbing check (--toy)

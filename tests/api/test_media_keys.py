@@ -7,7 +7,7 @@ import pytest
 from clipforge.core.job import OUTPUT_FILES, is_output_key, new_media_token
 from clipforge.worker.runner import MediaKeys
 
-TOKEN = new_media_token()
+TOKEN = "vSDBv4HDHg7_hItN_6fqRvYY8D5Bmosa"  # new_media_token()'s shape; fixed so every collection names the same tests
 
 
 def test_every_output_the_worker_stores_is_servable():
@@ -24,3 +24,8 @@ def test_every_output_the_worker_stores_is_servable():
 ])
 def test_everything_else_is_refused(key: str):
     assert not is_output_key(key)
+
+
+def test_the_fixed_token_has_the_shape_of_a_real_one():
+    real = new_media_token()
+    assert len(real) == len(TOKEN) and is_output_key(f"{real}/output.mp4") and is_output_key(f"{TOKEN}/output.mp4")
