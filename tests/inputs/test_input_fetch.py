@@ -8,7 +8,9 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -22,6 +24,7 @@ from clipforge.inputs.fetch import (
     load_image,
     parse_image_ref,
 )
+from clipforge.inputs.images import check_image_bytes
 from inputs.conftest import LocalServer
 from inputs.inputs_helpers import make_image
 
@@ -398,3 +401,37 @@ def test_https_pinned_to_checked_address_keeps_name_for_tls(tls_server, images: 
     assert sni == ["pinned.test"] and server.requests[0][1]["Host"] == f"pinned.test:{port}"
     message = refused(lambda: run_load(f"https://other.test:{port}/a.png", fetcher), "image_fetch")
     assert "certificate" in message.lower()
+
+
+def test_hanging_lookups_hold_neither_image_checks_nor_other_lookups():
+    """Eight URLs whose name server never answers, on a loop whose default pool has 4 threads (a small
+    machine's): another host still resolves and an image is still checked at once, and a lookup past
+    its timeout is refused naming the field."""
+    release = threading.Event()
+
+    def dns(host: str, port: int) -> list[str]:
+        if host.startswith("hang"):
+            release.wait(30)
+        return [PUBLIC_IP]
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(4))
+        hung = [asyncio.create_task(check_public_url_async(f"https://hang{i}.test/a.png", "image_url",
+                                                           resolver=dns)) for i in range(8)]
+        try:
+            await asyncio.sleep(0.2)
+            checked = await asyncio.wait_for(check_public_url_async("https://ok.test/", "image_url",
+                                                                    resolver=dns), 5)
+            assert checked.addresses == (PUBLIC_IP,)
+            image = await asyncio.wait_for(asyncio.to_thread(check_image_bytes, make_image("png", (640, 480)),
+                                                             "image"), 5)
+            assert (image.width, image.height) == (640, 480)
+            with pytest.raises(InvalidInput) as info:
+                await check_public_url_async("https://hang-late.test/", "webhook_url", resolver=dns, timeout=0.3)
+            assert info.value.field == "webhook_url" and info.value.rule == "url_unresolvable"
+            assert "took over 0.3 s" in info.value.message
+        finally:
+            release.set()
+            await asyncio.gather(*hung)
+
+    asyncio.run(main())
