@@ -27,13 +27,7 @@ def send_head_forever(server: LiveServer, total: int) -> bytes:
                 sock.sendall(chunk)
         except OSError:
             pass  # the server closed the connection on us: what we want
-        answer = b""
-        try:
-            while data := sock.recv(65536):
-                answer += data
-        except OSError:
-            pass
-        return answer
+        return read_all(sock)
 
 
 def test_an_endless_request_head_is_refused_with_431(live_server: LiveServer):
