@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from clipforge.engines.base import Readiness
 from clipforge.engines.hosted.base import (
     CANCELLED,
     FAILED,
@@ -34,15 +33,7 @@ class AimlEngine(HostedEngine):
     name = "aiml"
     default_base_url = "https://api.aimlapi.com"
     default_key_env = "AIMLAPI_API_KEY"
-
-    def check_credentials(self) -> Readiness:
-        """`GET /v1/models` with the key: 401/403 means the key is refused; it spends no credits."""
-        response = self.http.client.get(self.http.url("/v1/models"))
-        if response.status_code in (401, 403):
-            return Readiness(False, f"{self.name}: {self.base_url} refused the key in "
-                             f"{self.key_env(self.config)} (HTTP {response.status_code})",
-                             public="the provider refused the key")
-        return Readiness(True)
+    credentials_path = "/v1/models"  # lists models with the key; spends no credits
 
     def submit(self, task: HostedTask, model: str) -> Upstream:
         # The job id as Idempotency-Key: a retried submit (or a worker that died before saving the

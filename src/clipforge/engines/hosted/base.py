@@ -186,8 +186,19 @@ class HostedEngine(Engine):
         return table.get(model, model if not self.default_upstream_models else "")
 
     # -- provider hooks ------------------------------------------------------------------------
+    credentials_path: str | None = None  # a GET that costs nothing and answers 401/403 to a bad key
+    key_word = "key"                     # what the provider calls its key, in readiness reasons
+
     def check_credentials(self) -> Readiness:
-        """Whether the key works, without spending credits where the provider allows it."""
+        """Whether the key works, without spending credits: `GET credentials_path` (if the provider
+        has such a path) answering 401 or 403 means the key is refused."""
+        if self.credentials_path is None:
+            return Readiness(True)
+        response = self.http.client.get(self.http.url(self.credentials_path))
+        if response.status_code in (401, 403):
+            return Readiness(False, f"{self.name}: {self.base_url} refused the {self.key_word} in "
+                             f"{self.key_env(self.config)} (HTTP {response.status_code})",
+                             public=f"the provider refused the {self.key_word}")
         return Readiness(True)
 
     def submit(self, task: HostedTask, model: str) -> Upstream:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from clipforge.engines.base import Readiness
 from clipforge.engines.hosted.base import (
     CANCELLED,
     FAILED,
@@ -41,17 +40,10 @@ class ReplicateEngine(HostedEngine):
     name = "replicate"
     default_base_url = "https://api.replicate.com"
     default_key_env = "REPLICATE_API_TOKEN"
+    credentials_path, key_word = "/v1/account", "token"
     default_upstream_models = SEED_MODELS
     # Not in the model's published input schema: an end frame, a seed, cfg_scale.
     provider_limits = {"tail_image": None, "seed": None, "cfg_scale": None}
-
-    def check_credentials(self) -> Readiness:
-        response = self.http.client.get(self.http.url("/v1/account"))
-        if response.status_code in (401, 403):
-            return Readiness(False, f"{self.name}: {self.base_url} refused the token in "
-                             f"{self.key_env(self.config)} (HTTP {response.status_code})",
-                             public="the provider refused the token")
-        return Readiness(True)
 
     def submit(self, task: HostedTask, model: str) -> Upstream:
         name, _, version = model.partition(":")
