@@ -21,5 +21,5 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 
 @pytest.fixture
 def client(live_server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_server.url, headers=live_server.headers(0), timeout=30) as c:
+    with live_server.client() as c:
         yield c

@@ -146,6 +146,10 @@ class LiveServer:
     def headers(self, key: int = 0) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[key]}"}
 
+    def client(self, key: int = 0) -> httpx.Client:
+        """An HTTP client for this server, authenticated with `keys[key]`."""
+        return httpx.Client(base_url=self.url, headers=self.headers(key), timeout=30)
+
     def env(self) -> dict[str, str]:
         config = self.home / "models.toml"
         if not config.exists():

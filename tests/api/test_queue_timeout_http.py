@@ -119,7 +119,7 @@ def test_a_job_waiting_behind_a_busy_worker_times_out_over_http(tmp_path: Path):
                                          "CLIPFORGE_WEBHOOK_BACKOFF_SECONDS": "0.2"}).start()
     try:
         with webhook_receiver() as (hook_url, received), \
-                httpx.Client(base_url=server.url, headers=server.headers(0), timeout=30) as c:
+                server.client() as c:
             busy = c.post("/v2/video/generations", json={"model": "test/slow", "prompt": "a long one"})
             assert busy.status_code == 200, busy.text
             busy_id = busy.json()["id"]

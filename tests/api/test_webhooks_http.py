@@ -125,7 +125,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 @pytest.fixture
 def c(server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, headers=server.headers(0), timeout=30) as client:
+    with server.client() as client:
         yield client
 
 
@@ -220,7 +220,7 @@ def test_bad_webhook_fields_are_400s_naming_the_field(c):
 
 
 def test_private_webhook_url_without_the_allow_setting_is_a_400(live_server: LiveServer):
-    with httpx.Client(base_url=live_server.url, headers=live_server.headers(0), timeout=30) as client:
+    with live_server.client() as client:
         for url in ("http://127.0.0.1:9/hook", "http://10.0.0.5/hook", "http://169.254.169.254/latest"):
             r = client.post("/v2/video/generations", json={"model": "test/fixed", "prompt": "x", "webhook_url": url})
             assert r.status_code == 400, r.text
@@ -233,7 +233,7 @@ def test_delivered_once_across_a_hard_restart(tmp_path: Path):
     live = LiveServer(tmp_path / "home", extra_env={"CLIPFORGE_ALLOW_PRIVATE_URLS": "1",
                                                     "CLIPFORGE_WEBHOOK_BACKOFF_SECONDS": str(BACKOFF)}).start()
     try:
-        with httpx.Client(base_url=live.url, headers=live.headers(0), timeout=30) as c:
+        with live.client() as c:
             gen_id = create(c, webhook_url=down.url("/restart"))
             assert wait_terminal(c, gen_id)["status"] == "completed"
             deadline = time.time() + 30

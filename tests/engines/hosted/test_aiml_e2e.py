@@ -90,7 +90,7 @@ def downstream(tmp_path_factory: pytest.TempPathFactory, upstream: LiveServer) -
 
 @pytest.fixture
 def client(downstream: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=downstream.url, headers=downstream.headers(0), timeout=30) as c:
+    with downstream.client() as c:
         yield c
 
 
